@@ -1,0 +1,30 @@
+# Quick start: `make run` and `make test` each set up .venv (once, and again when pyproject.toml changes).
+VENV   := .venv
+PYTHON := $(VENV)/bin/python
+STAMP  := $(VENV)/.installed
+
+.PHONY: setup run test bench head clean
+
+$(STAMP): pyproject.toml
+	test -x $(PYTHON) || python3 -m venv $(VENV)
+	$(PYTHON) -m pip install --quiet --disable-pip-version-check -e '.[test]'
+	touch $(STAMP)
+
+setup: $(STAMP)
+
+run: setup
+	$(VENV)/bin/moodbot run
+
+test: setup
+	$(PYTHON) -m pytest
+
+bench: setup
+	$(VENV)/bin/moodbot bench
+
+# Re-train the shipped head from ../shared/data (bit-for-bit, given the same date).
+head: setup
+	SOURCE_DATE_EPOCH=$$($(PYTHON) -c "import json,datetime as d;print(int(d.datetime.fromisoformat(json.load(open('classifier/heads/minilm-l6-sst2-tweets.json'))['training']['date']).replace(tzinfo=d.timezone.utc).timestamp()))") \
+	  $(VENV)/bin/moodbot train --out classifier/heads/minilm-l6-sst2-tweets.json
+
+clean:
+	rm -rf $(VENV) var .pytest_cache

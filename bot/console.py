@@ -1,0 +1,83 @@
+"""The offline console: classify each line typed at a prompt or piped on stdin."""
+
+from __future__ import annotations
+
+import io
+import json
+import sys
+from collections.abc import Iterable, Iterator
+from typing import TextIO
+
+from classifier.pipeline import SentimentClassifier
+from classifier.text import EmptyTextError, prepare_text
+
+CHUNK_LINES = 256
+
+
+def stdin_lines(stream: TextIO | None = None) -> Iterator[str]:
+    """Lines of stdin decoded as UTF-8 with invalid bytes replaced, newline removed."""
+    source = stream if stream is not None else io.TextIOWrapper(sys.stdin.buffer, encoding="utf-8", errors="replace", newline=None)
+    for line in source:
+        yield line.rstrip("\r\n")
+
+
+def classify_lines(classifier: SentimentClassifier, lines: Iterable[str], chunk: int = CHUNK_LINES) -> Iterator[dict[str, object]]:
+    """One result object per input line, in order; batches ``chunk`` lines per model call."""
+    buffer: list[str] = []
+    for line in lines:
+        buffer.append(line)
+        if len(buffer) >= chunk:
+            yield from _classify_chunk(classifier, buffer)
+            buffer = []
+    if buffer:
+        yield from _classify_chunk(classifier, buffer)
+
+
+def _classify_chunk(classifier: SentimentClassifier, lines: list[str]) -> Iterator[dict[str, object]]:
+    prepared: dict[int, str] = {}
+    for index, line in enumerate(lines):
+        try:
+            prepared[index] = prepare_text(line)
+        except EmptyTextError:
+            pass
+    predictions = dict(zip(prepared, classifier.classify(list(prepared.values()))))
+    for index, line in enumerate(lines):
+        prediction = predictions.get(index)
+        if prediction is None:
+            yield {"text": "", "label": None, "error": "empty text"}
+        else:
+            yield prediction.to_json(line)
+
+
+def format_result(result: dict[str, object], as_json: bool) -> str:
+    """A result as one JSON line, or as ``label  p_positive  text`` for people."""
+    if as_json:
+        return json.dumps({k: _valid_unicode(v) for k, v in result.items()}, ensure_ascii=False)
+    if result["label"] is None:
+        return f"(skipped: {result['error']})"
+    cached = " cached" if result["cached"] else ""
+    return f"{result['label']:<8} p_positive={result['p_positive']:.3f}{cached}  {_valid_unicode(result['text'])}"
+
+
+def _valid_unicode(value: object) -> object:
+    """Strings with lone surrogates (e.g. undecodable argv bytes) made printable as U+FFFD."""
+    return value.encode("utf-8", "replace").decode("utf-8") if isinstance(value, str) else value
+
+
+def run_console(classifier: SentimentClassifier, as_json: bool = False) -> None:
+    """Interactive prompt on a terminal; line-by-line classification of piped input otherwise."""
+    out = sys.stdout
+    if sys.stdin.isatty():
+        out.write("moodbot console: type a message and press Enter (Ctrl-D to quit).\n")
+        while True:
+            try:
+                line = input("> ")
+            except (EOFError, KeyboardInterrupt):
+                out.write("\n")
+                return
+            for result in classify_lines(classifier, [line]):
+                out.write(format_result(result, as_json) + "\n")
+    else:
+        for result in classify_lines(classifier, stdin_lines()):
+            out.write(format_result(result, as_json) + "\n")
+            out.flush()

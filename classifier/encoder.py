@@ -1,0 +1,244 @@
+"""A frozen transformer encoder that turns texts into pooled feature vectors.
+
+Like sentence-transformers' ``Transformer`` + ``Pooling`` modules, it wraps a Hugging Face
+``AutoModel``/``AutoTokenizer`` pair loaded with ``from_pretrained(name_or_path)``. Texts are
+tokenized once, sorted by length and cut into micro-batches under a token budget so that little
+compute is spent on padding.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+import transformers
+from transformers import AutoModel, AutoTokenizer, PreTrainedModel, PreTrainedTokenizerBase
+
+from classifier.bundled import BUNDLED_NAMES, BUNDLED_SHA256, bundled_model_path, file_sha256
+from classifier.pooling import Pooling
+
+log = logging.getLogger(__name__)
+transformers.logging.set_verbosity_error()
+transformers.utils.logging.disable_progress_bar()
+
+
+class EncoderError(RuntimeError):
+    """The encoder could not be loaded; the message says what to do."""
+
+
+def pick_device(preference: str = "auto") -> torch.device:
+    """``cuda`` when asked for or available (with ``auto``), else ``cpu``."""
+    if preference == "cuda" and not torch.cuda.is_available():
+        raise EncoderError("MOODBOT_DEVICE=cuda but no CUDA device is available")
+    if preference == "cuda" or (preference == "auto" and torch.cuda.is_available()):
+        return torch.device("cuda")
+    return torch.device("cpu")
+
+
+def available_cpus() -> int:
+    """CPU cores this process may run on."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:
+        return os.cpu_count() or 1
+
+
+@dataclass(frozen=True)
+class ModelSource:
+    """Where a model is loaded from and what identifies its weights."""
+
+    name: str
+    load_from: str
+    weights_id: str
+
+
+def resolve_model(name_or_path: str) -> ModelSource:
+    """Map the bundled model's names to its verified folder; local folders get their weights hashed."""
+    if name_or_path in BUNDLED_NAMES:
+        return ModelSource(BUNDLED_NAMES[0], str(bundled_model_path()), f"sha256:{BUNDLED_SHA256}")
+    path = Path(name_or_path).expanduser()
+    if path.is_dir():
+        weights = sorted(path.glob("*.safetensors"))
+        if not weights:
+            raise EncoderError(f"no *.safetensors weights in {path}: save the model with save_pretrained(safe_serialization=True)")
+        digest = hashlib.sha256("".join(file_sha256(w) for w in weights).encode()).hexdigest()
+        return ModelSource(path.resolve().name, str(path.resolve()), f"sha256:{digest}")
+    return ModelSource(name_or_path, name_or_path, "")
+
+
+class Encoder:
+    """Texts in, float32 feature vectors out (``[n, dim]``)."""
+
+    def __init__(
+        self,
+        model: PreTrainedModel,
+        tokenizer: PreTrainedTokenizerBase,
+        *,
+        name: str,
+        weights_id: str,
+        pooling: Pooling = Pooling(),
+        device: torch.device = torch.device("cpu"),
+        max_length: int = 512,
+        max_batch_tokens: int = 8192,
+        max_batch_size: int = 256,
+        quantized: bool = False,
+    ) -> None:
+        self.model = model.eval()
+        self.tokenizer = tokenizer
+        self.name = name
+        self.weights_id = weights_id
+        self.pooling = pooling
+        self.device = device
+        self.max_length = max_length
+        self.max_batch_tokens = max(max_batch_tokens, max_length)
+        self.max_batch_size = max_batch_size
+        self.quantized = quantized
+        self.dim = pooling.output_dim(model.config.hidden_size)
+        self.embed_calls = 0
+        self.forward_calls = 0
+
+    @classmethod
+    def load(
+        cls,
+        name_or_path: str,
+        *,
+        pooling: Pooling = Pooling(),
+        device: str = "auto",
+        quantize: str = "none",
+        max_batch_tokens: int = 8192,
+    ) -> Encoder:
+        """Load tokenizer and model with ``from_pretrained`` (bundled model, hub name or local folder)."""
+        source = resolve_model(name_or_path)
+        target = pick_device(device)
+        try:
+            tokenizer = AutoTokenizer.from_pretrained(source.load_from)
+            model = AutoModel.from_pretrained(source.load_from, use_safetensors=True)
+        except (OSError, ValueError) as error:
+            raise EncoderError(
+                f"could not load model {name_or_path!r} ({error.__class__.__name__}: {str(error).splitlines()[0]}). "
+                "Use a Hugging Face hub name on a machine that can reach the hub, or a local folder saved with save_pretrained."
+            ) from error
+        weights_id = source.weights_id or f"revision:{getattr(model.config, '_commit_hash', None) or 'unknown'}"
+        return cls.from_model(
+            model, tokenizer, name=source.name, weights_id=weights_id, pooling=pooling, device=target,
+            quantize=quantize, max_length=_max_length(source.load_from, tokenizer, model), max_batch_tokens=max_batch_tokens,
+        )
+
+    @classmethod
+    def from_model(
+        cls,
+        model: PreTrainedModel,
+        tokenizer: PreTrainedTokenizerBase,
+        *,
+        name: str,
+        weights_id: str,
+        pooling: Pooling = Pooling(),
+        device: torch.device = torch.device("cpu"),
+        quantize: str = "none",
+        max_length: int = 512,
+        max_batch_tokens: int = 8192,
+    ) -> Encoder:
+        """Wrap an already built model: half precision on CUDA, optional int8 Linear layers on CPU."""
+        model = model.eval()
+        if device.type == "cuda":
+            model = model.half().to(device)
+        else:
+            torch.set_num_threads(available_cpus())
+            if quantize == "int8":
+                model = _quantize_int8(model)
+        return cls(
+            model, tokenizer, name=name, weights_id=weights_id, pooling=pooling, device=device,
+            max_length=max_length, max_batch_tokens=max_batch_tokens, quantized=quantize == "int8" and device.type == "cpu",
+        )
+
+    @property
+    def fingerprint(self) -> str:
+        """Model identity + weights + pooling: ties heads to encoders and namespaces the cache."""
+        identity = {"model": self.name, "weights": self.weights_id, "pooling": str(self.pooling), "max_length": self.max_length}
+        return hashlib.sha256(json.dumps(identity, sort_keys=True).encode()).hexdigest()[:32]
+
+    @property
+    def cache_namespace(self) -> str:
+        """The fingerprint plus the numeric mode, since int8 and fp16 vectors differ slightly from fp32."""
+        mode = "int8" if self.quantized else ("fp16" if self.device.type == "cuda" else "fp32")
+        return f"{self.fingerprint}:{mode}"
+
+    def describe(self) -> str:
+        """One line for logs and reports."""
+        mode = self.cache_namespace.rsplit(":", 1)[1]
+        return f"{self.name} [{self.pooling}, {self.dim}-dim, {mode}, {self.device.type}]"
+
+    def token_lengths(self, texts: Sequence[str]) -> list[list[int]]:
+        """Token ids per text, truncated to the model's maximum length."""
+        encoded = self.tokenizer(
+            list(texts), truncation=True, max_length=self.max_length, return_attention_mask=False, return_token_type_ids=False
+        )
+        return encoded["input_ids"]
+
+    def embed(self, texts: Sequence[str]) -> np.ndarray:
+        """Feature vectors for ``texts`` (already cleaned), in input order."""
+        self.embed_calls += 1
+        output = np.empty((len(texts), self.dim), dtype=np.float32)
+        if not texts:
+            return output
+        ids = self.token_lengths(texts)
+        order = sorted(range(len(ids)), key=lambda i: (len(ids[i]), i))
+        with torch.inference_mode():
+            for batch in self._micro_batches(order, ids):
+                output[batch] = self._forward([ids[i] for i in batch])
+        return output
+
+    def _micro_batches(self, order: list[int], ids: list[list[int]]) -> Iterator[list[int]]:
+        """Consecutive runs of the length-sorted order whose padded size fits the token budget."""
+        batch: list[int] = []
+        for index in order:
+            longest = len(ids[index])  # ascending order: the newest item is the longest
+            if batch and ((len(batch) + 1) * longest > self.max_batch_tokens or len(batch) >= self.max_batch_size):
+                yield batch
+                batch = []
+            batch.append(index)
+        if batch:
+            yield batch
+
+    def _forward(self, sequences: list[list[int]]) -> np.ndarray:
+        self.forward_calls += 1
+        width = max(len(s) for s in sequences)
+        pad_id = self.tokenizer.pad_token_id or 0
+        input_ids = torch.full((len(sequences), width), pad_id, dtype=torch.long)
+        attention_mask = torch.zeros((len(sequences), width), dtype=torch.long)
+        for row, sequence in enumerate(sequences):
+            input_ids[row, : len(sequence)] = torch.tensor(sequence, dtype=torch.long)
+            attention_mask[row, : len(sequence)] = 1
+        if self.device.type == "cuda":
+            input_ids = input_ids.pin_memory().to(self.device, non_blocking=True)
+            attention_mask = attention_mask.pin_memory().to(self.device, non_blocking=True)
+        outputs = self.model(input_ids=input_ids, attention_mask=attention_mask, output_hidden_states=self.pooling.needs_all_layers)
+        hidden = outputs.hidden_states if self.pooling.needs_all_layers else (outputs.last_hidden_state,)
+        return self.pooling(hidden, attention_mask).cpu().numpy()
+
+
+def _max_length(folder: str, tokenizer: PreTrainedTokenizerBase, model: PreTrainedModel) -> int:
+    """The sentence-transformers ``max_seq_length`` when present, else tokenizer and position limits."""
+    limits = [getattr(model.config, "max_position_embeddings", 512), tokenizer.model_max_length, 512]
+    st_config = Path(folder) / "sentence_bert_config.json"
+    if st_config.is_file():
+        limits.append(int(json.loads(st_config.read_text()).get("max_seq_length", 512)))
+    return int(min(limits))
+
+
+def _quantize_int8(model: PreTrainedModel) -> PreTrainedModel:
+    """Dynamic int8 quantization of every Linear layer (CPU only)."""
+    import warnings
+
+    from torch.ao.quantization import quantize_dynamic
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return quantize_dynamic(model, {torch.nn.Linear}, dtype=torch.qint8)

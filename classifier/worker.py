@@ -1,0 +1,227 @@
+"""An asyncio front to the model: concurrent callers are batched into few model calls.
+
+Cache hits are answered without touching the model (the memory tier on the event loop, the
+disk tier in an I/O thread). Misses join a bounded queue; a batch is cut at ``max_batch`` items
+or ``max_wait_ms`` after its first item, and runs in the one model thread, so the event loop
+never blocks. Identical texts in flight are computed once. A failing batch fails only its own
+callers. ``close()`` lets every accepted call finish.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import Literal, overload
+
+import numpy as np
+
+from classifier.pipeline import SentimentClassifier
+from classifier.prediction import Prediction
+from classifier.text import prepare_text
+
+log = logging.getLogger(__name__)
+
+
+class ClassificationError(RuntimeError):
+    """The model failed on the batch that held this text."""
+
+
+class WorkerClosedError(RuntimeError):
+    """The worker is closed (or not started) and accepts no new texts."""
+
+
+@dataclass
+class WorkerStats:
+    """Counters for monitoring and tests."""
+
+    batches: int = 0
+    computed: int = 0
+    memory_hits: int = 0
+    disk_hits: int = 0
+    joined_in_flight: int = 0
+    failed_batches: int = 0
+    largest_batch: int = 0
+
+
+class BatchingWorker:
+    """``await worker.classify(text)`` from anywhere on the event loop."""
+
+    def __init__(self, classifier: SentimentClassifier, *, max_batch: int = 64, max_wait_ms: float = 5.0, queue_size: int = 1024) -> None:
+        self.classifier = classifier
+        self.max_batch = max_batch
+        self.max_wait = max_wait_ms / 1000.0
+        self.queue_size = queue_size
+        self.stats = WorkerStats()
+        self._queue: asyncio.Queue[tuple[str, asyncio.Future[np.ndarray]]] | None = None
+        self._in_flight: dict[str, asyncio.Future[np.ndarray]] = {}
+        self._active_calls = 0
+        self._idle = asyncio.Event()
+        self._idle.set()
+        self._closing = False
+        self._runner: asyncio.Task[None] | None = None
+        self._model_thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="moodbot-model")
+        self._cache_thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="moodbot-cache")
+
+    async def start(self) -> BatchingWorker:
+        """Start the batching loop on the running event loop."""
+        if self._runner is None:
+            self._queue = asyncio.Queue(maxsize=self.queue_size)
+            self._runner = asyncio.create_task(self._run(), name="moodbot-batching-worker")
+        return self
+
+    async def __aenter__(self) -> BatchingWorker:
+        return await self.start()
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.close()
+
+    async def classify(self, text: str) -> Prediction:
+        """Classify one text. Raises ``EmptyTextError``, ``ClassificationError`` or ``WorkerClosedError``."""
+        return (await self.classify_many([text]))[0]
+
+    @overload
+    async def classify_many(self, texts: Sequence[str], *, return_exceptions: Literal[False] = False) -> list[Prediction]: ...
+    @overload
+    async def classify_many(self, texts: Sequence[str], *, return_exceptions: Literal[True]) -> list[Prediction | Exception]: ...
+
+    async def classify_many(self, texts: Sequence[str], *, return_exceptions: bool = False) -> list[Prediction] | list[Prediction | Exception]:
+        """Classify several texts with one cache lookup; like ``asyncio.gather``, errors raise or are returned."""
+        if self._closing or self._queue is None:
+            raise WorkerClosedError("the classification worker is not running")
+        self._enter()
+        try:
+            return await self._classify_many(texts, return_exceptions)
+        finally:
+            self._leave()
+
+    async def _classify_many(self, texts: Sequence[str], return_exceptions: bool) -> list[Prediction] | list[Prediction | Exception]:
+        results: list[Prediction | Exception | None] = [None] * len(texts)
+        prepared: dict[int, str] = {}
+        for index, text in enumerate(texts):
+            try:
+                prepared[index] = prepare_text(text)
+            except ValueError as error:
+                if not return_exceptions:
+                    raise
+                results[index] = error
+        await self._fill_from_cache(prepared, results)
+        misses = {i: t for i, t in prepared.items() if results[i] is None}
+        futures = {i: await self._submit(t) for i, t in misses.items()}
+        outcomes = await asyncio.gather(*(asyncio.shield(f) for f in futures.values()), return_exceptions=True)
+        for index, outcome in zip(futures, outcomes):
+            if isinstance(outcome, BaseException):
+                if not return_exceptions or not isinstance(outcome, Exception):
+                    raise outcome
+                results[index] = outcome
+            else:
+                results[index] = self.classifier.predict_vectors(outcome[None, :], [False])[0]
+        return results  # type: ignore[return-value]
+
+    async def _fill_from_cache(self, prepared: dict[int, str], results: list[Prediction | Exception | None]) -> None:
+        """Answer what the cache holds: memory tier inline, disk tier in the cache thread."""
+        cache = self.classifier.cache
+        indices = list(prepared)
+        memory = cache.get_memory([prepared[i] for i in indices])
+        self._set_hits(indices, memory, results)
+        self.stats.memory_hits += sum(v is not None for v in memory)
+        rest = [i for i, v in zip(indices, memory) if v is None and prepared[i] not in self._in_flight]
+        if rest:
+            loop = asyncio.get_running_loop()
+            disk = await loop.run_in_executor(self._cache_thread, cache.get_many, [prepared[i] for i in rest])
+            self._set_hits(rest, disk, results)
+            self.stats.disk_hits += sum(v is not None for v in disk)
+
+    def _set_hits(self, indices: list[int], vectors: list[np.ndarray | None], results: list[Prediction | Exception | None]) -> None:
+        hits = [(i, v) for i, v in zip(indices, vectors) if v is not None]
+        if hits:
+            predictions = self.classifier.predict_vectors(np.stack([v for _, v in hits]), [True] * len(hits))
+            for (index, _), prediction in zip(hits, predictions):
+                results[index] = prediction
+
+    async def _submit(self, text: str) -> asyncio.Future[np.ndarray]:
+        """The future of ``text``'s vector: joins an identical text in flight, else queues it."""
+        future = self._in_flight.get(text)
+        if future is not None:
+            self.stats.joined_in_flight += 1
+            return future
+        future = asyncio.get_running_loop().create_future()
+        self._in_flight[text] = future
+        assert self._queue is not None
+        await self._queue.put((text, future))  # waits while the queue is full: back-pressure
+        return future
+
+    async def _run(self) -> None:
+        assert self._queue is not None
+        loop = asyncio.get_running_loop()
+        while True:
+            batch = [await self._queue.get()]
+            deadline = loop.time() + self.max_wait
+            while len(batch) < self.max_batch:
+                if self._queue.empty():
+                    remaining = deadline - loop.time()
+                    if remaining <= 0:
+                        break
+                    try:
+                        batch.append(await asyncio.wait_for(self._queue.get(), remaining))
+                    except TimeoutError:
+                        break
+                else:
+                    batch.append(self._queue.get_nowait())
+            await self._run_batch(batch)
+
+    async def _run_batch(self, batch: list[tuple[str, asyncio.Future[np.ndarray]]]) -> None:
+        texts = [text for text, _ in batch]
+        self.stats.batches += 1
+        self.stats.largest_batch = max(self.stats.largest_batch, len(batch))
+        try:
+            vectors = await asyncio.get_running_loop().run_in_executor(self._model_thread, self.classifier.compute, texts)
+        except Exception as error:  # one bad batch must not stop the worker
+            self.stats.failed_batches += 1
+            log.error("model failed on a batch of %d texts: %s", len(texts), error, exc_info=error)
+            failure = ClassificationError(f"the model failed on this message's batch: {error.__class__.__name__}: {error}")
+            for text, future in batch:
+                self._settle(text, future, exception=failure)
+        else:
+            self.stats.computed += len(texts)
+            for (text, future), vector in zip(batch, vectors):
+                self._settle(text, future, result=vector)
+
+    def _settle(self, text: str, future: asyncio.Future[np.ndarray], *, result: np.ndarray | None = None, exception: Exception | None = None) -> None:
+        if self._in_flight.get(text) is future:
+            del self._in_flight[text]
+        if future.done():
+            return
+        if exception is not None:
+            future.set_exception(exception)
+        else:
+            future.set_result(result)
+
+    def _enter(self) -> None:
+        self._active_calls += 1
+        self._idle.clear()
+
+    def _leave(self) -> None:
+        self._active_calls -= 1
+        if self._active_calls == 0:
+            self._idle.set()
+
+    @property
+    def queued(self) -> int:
+        """Texts waiting for the model."""
+        return self._queue.qsize() if self._queue is not None else 0
+
+    async def close(self) -> None:
+        """Refuse new texts, finish every accepted call, then stop the threads."""
+        self._closing = True
+        await self._idle.wait()
+        if self._runner is not None:
+            self._runner.cancel()
+            try:
+                await self._runner
+            except asyncio.CancelledError:
+                pass
+        self._model_thread.shutdown(wait=True)
+        self._cache_thread.shutdown(wait=True)

@@ -1,0 +1,45 @@
+"""Run the fake Discord server standalone: ``python -m tests.fake_discord --port 0 --print-urls``."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import logging
+import signal
+import sys
+
+from .control import seed_view
+from .seed import seed_default
+from .server import FakeDiscordServer
+
+
+async def serve(host: str, port: int, token: str | None, print_urls: bool) -> None:
+    """Start a seeded server, optionally print its URLs as one JSON line, serve until SIGTERM/SIGINT."""
+    server = FakeDiscordServer(host=host, port=port, token=token)
+    seed_default(server)
+    await server.start()
+    if print_urls:
+        print(json.dumps(seed_view(server)), flush=True)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    await stop.wait()
+    await server.stop()
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m tests.fake_discord", description=__doc__)
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=0)
+    parser.add_argument("--token", default=None, help="require this bot token (default: accept any)")
+    parser.add_argument("--print-urls", action="store_true", help="print api_base/gateway_url/seed ids as JSON")
+    parser.add_argument("--log-level", default="WARNING")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=args.log_level, stream=sys.stderr)
+    asyncio.run(serve(args.host, args.port, args.token, args.print_urls))
+
+
+if __name__ == "__main__":
+    main()
