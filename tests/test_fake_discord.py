@@ -56,18 +56,22 @@ async def running(bot: commands.Bot) -> AsyncIterator[commands.Bot]:
 
     bot.add_listener(on_ready)
     task = asyncio.create_task(bot.start("fake-token"))
+    ready_wait = asyncio.create_task(ready.wait())
     try:
-        done, _ = await asyncio.wait({task, asyncio.create_task(ready.wait())}, timeout=10, return_when="FIRST_COMPLETED")
-        if task in done:
-            task.result()
+        await asyncio.wait({task, ready_wait}, timeout=10, return_when=asyncio.FIRST_COMPLETED)
+        if task.done():
+            task.result()  # surfaces login/connect errors
         assert ready.is_set(), "bot never became ready"
         yield bot
     finally:
+        ready_wait.cancel()
         await bot.close()
         await asyncio.wait_for(task, 10)
 
 
-async def test_login_ready_and_cache(fake_discord: FakeDiscordServer, world: Seed) -> None:  # noqa: F811
+async def test_login_ready_and_cache(
+    fake_discord: FakeDiscordServer, world: Seed  # noqa: F811
+) -> None:
     async with running(make_bot()) as bot:
         guild = bot.get_guild(world.guild_id)
         assert guild is not None and guild.name == "Mood Test Guild"
@@ -83,13 +87,28 @@ async def test_login_ready_and_cache(fake_discord: FakeDiscordServer, world: See
         assert guild.me.guild_permissions.send_messages
         with pytest.raises(discord.NotFound):
             await bot.fetch_user(world.member_id)  # not modelled: must be reported as unknown
+    me = await fake_discord.wait_for_request(lambda r: r.path == "/users/@me", timeout=1)
+    assert me.method == "GET" and me.status == 200
     paths = [(r.method, r.path) for r in fake_discord.requests]
     assert ("GET", "/users/@me") in paths and ("GET", "/oauth2/applications/@me") in paths
     assert [r.path for r in fake_discord.unknown_routes] == [f"/users/{world.member_id}"]
     assert fake_discord.handler_errors == []
 
 
-async def test_messages_commands_and_allowed_mentions(fake_discord: FakeDiscordServer, world: Seed) -> None:  # noqa: F811
+async def test_wrong_token_is_rejected(monkeypatch: pytest.MonkeyPatch) -> None:
+    async with FakeDiscordServer(token="secret") as server:
+        monkeypatch.setattr(discord.http.Route, "BASE", server.api_base)
+        bot = make_bot()
+        with pytest.raises(discord.LoginFailure):
+            await bot.login("wrong")
+        await bot.login("secret")
+        await bot.close()
+        assert [r.status for r in server.requests_matching("GET", "/users/@me")] == [401, 200]
+
+
+async def test_messages_commands_and_allowed_mentions(
+    fake_discord: FakeDiscordServer, world: Seed  # noqa: F811
+) -> None:
     seen: list[discord.Message] = []
 
     def configure(bot: commands.Bot) -> None:
@@ -113,7 +132,9 @@ async def test_messages_commands_and_allowed_mentions(fake_discord: FakeDiscordS
     assert any(m.id == reply.id for m in seen), "bot's own message is echoed over the gateway like Discord does"
 
 
-async def test_live_changes_edits_reactions_and_attachments(fake_discord: FakeDiscordServer, world: Seed) -> None:  # noqa: F811
+async def test_live_changes_edits_reactions_and_attachments(
+    fake_discord: FakeDiscordServer, world: Seed  # noqa: F811
+) -> None:
     async with running(make_bot()) as bot:
         created = asyncio.ensure_future(bot.wait_for("guild_channel_create", timeout=5))
         joined = asyncio.ensure_future(bot.wait_for("member_join", timeout=5))
@@ -166,7 +187,9 @@ def configure_app_commands(bot: commands.Bot, guild_id: int) -> None:
     bot.setup_hook = setup_hook  # type: ignore[method-assign]
 
 
-async def test_slash_commands_followup_png_and_context_menu(fake_discord: FakeDiscordServer, world: Seed) -> None:  # noqa: F811
+async def test_slash_commands_followup_png_and_context_menu(
+    fake_discord: FakeDiscordServer, world: Seed  # noqa: F811
+) -> None:
     async with running(make_bot(lambda b: configure_app_commands(b, world.guild_id))):
         synced = {c["name"]: c for c in fake_discord.guild_commands[world.guild_id]}
         assert set(synced) == {"mood", "moodof", "Analyze message"} and synced["Analyze message"]["type"] == 3
@@ -211,7 +234,9 @@ class Panel(discord.ui.View):
         await interaction.response.send_message(f"opted out {interaction.user.id}", ephemeral=True)
 
 
-async def test_persistent_view_survives_client_restart(fake_discord: FakeDiscordServer, world: Seed) -> None:  # noqa: F811
+async def test_persistent_view_survives_client_restart(
+    fake_discord: FakeDiscordServer, world: Seed  # noqa: F811
+) -> None:
     async with running(make_bot()) as bot:
         channel = bot.get_channel(world.general_id)
         assert isinstance(channel, discord.TextChannel)
@@ -234,7 +259,9 @@ async def test_persistent_view_survives_client_restart(fake_discord: FakeDiscord
     assert stored is not None and stored.components[0]["components"][0]["custom_id"] == "panel:opt-out"
 
 
-async def test_history_pages_newest_first(fake_discord: FakeDiscordServer, world: Seed) -> None:  # noqa: F811
+async def test_history_pages_newest_first(
+    fake_discord: FakeDiscordServer, world: Seed  # noqa: F811
+) -> None:
     posted = [await fake_discord.send_message(world.random_id, world.member_id, f"m{i}") for i in range(160)]
     async with running(make_bot()) as bot:
         channel = bot.get_channel(world.random_id)
@@ -323,24 +350,51 @@ async def test_standalone_process_with_control_api(monkeypatch: pytest.MonkeyPat
         control = info["control_url"]
 
         def configure(bot: commands.Bot) -> None:
+            configure_app_commands(bot, int(guild["id"]))
+
             @bot.command()
             async def ping(ctx: commands.Context[commands.Bot]) -> None:
                 await ctx.reply("pong", mention_author=False)
 
-        async with running(make_bot(configure)), aiohttp.ClientSession() as http:
-            async with http.post(f"{control}/messages", json={"channel_id": general, "author_id": member, "content": "!ping"}) as resp:
+        async with running(make_bot(configure)) as bot, aiohttp.ClientSession() as http:
+            ping = {"channel_id": general, "author_id": member, "content": "!ping"}
+            async with http.post(f"{control}/messages", json=ping) as resp:
                 sent = (await resp.json())["data"]
             payload = {"channel_id": general, "author_id": info["bot_user_id"], "after_id": sent["id"], "timeout": 10}
             async with http.post(f"{control}/wait_message", json=payload) as resp:
                 assert resp.status == 200
                 reply = await resp.json()
+            command = {
+                "guild_id": guild["id"], "channel_id": general, "user_id": member, "name": "mood",
+                "options": {"text": "sunny"},
+            }
+            async with http.post(f"{control}/slash_command", json=command) as resp:
+                interaction_id = (await resp.json())["id"]
+            async with http.get(f"{control}/interactions/{interaction_id}", params={"wait": "5"}) as resp:
+                answered = await resp.json()
+            resumed = asyncio.ensure_future(bot.wait_for("resumed", timeout=10))
+            async with http.post(f"{control}/fail_next", json={"method": "POST", "status": 429}) as resp:
+                assert resp.status == 200
+            async with http.post(f"{control}/drop_gateway", json={"abrupt": True}) as resp:
+                assert (await resp.json())["dropped"] == 1
+            await resumed
+            async with http.post(f"{control}/messages", json=ping) as resp:
+                second = (await resp.json())["data"]
+            payload["after_id"] = second["id"]
+            async with http.post(f"{control}/wait_message", json=payload) as resp:
+                assert (await resp.json())["data"]["message_reference"]["message_id"] == second["id"]
+            async with http.get(f"{control}/gateway") as resp:
+                assert await resp.json() == {"connected": 1, "identify_count": 1, "resume_count": 1}
             async with http.get(f"{control}/requests") as resp:
                 log = await resp.json()
         assert reply["data"]["content"] == "pong"
         assert reply["data"]["message_reference"]["message_id"] == sent["id"]
         assert reply["allowed_mentions"]["replied_user"] is False
+        assert answered["callback"]["type"] == 4 and answered["callback"]["flags"] == 64
+        assert answered["original"]["ephemeral"] and "sunny" in answered["original"]["data"]["content"]
         assert log["unknown_routes"] == [] and log["handler_errors"] == []
-        assert any(r["method"] == "POST" and r["path"] == f"/channels/{general}/messages" for r in log["requests"])
+        posts = [r["status"] for r in log["requests"] if r["method"] == "POST" and r["path"].endswith("/messages")]
+        assert posts == [200, 429, 200]
     finally:
         proc.kill()
         await asyncio.wait_for(proc.wait(), 10)

@@ -12,6 +12,7 @@ ADMINISTRATOR = 1 << 3
 ALL_PERMISSIONS = (1 << 51) - 1
 EPHEMERAL_FLAG = 1 << 6
 LOADING_FLAG = 1 << 7
+SEND_MESSAGES = 1 << 11
 
 #: Permissions given to the bot's managed role unless a guild says otherwise.
 DEFAULT_BOT_PERMISSIONS = (

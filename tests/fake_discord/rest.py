@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any, Awaitable, Callable
 
 from aiohttp import BodyPartReader, web
 
-from .models import FakeChannel, FakeGuild, FakeMessage, RecordedRequest, UploadedFile
+from .models import SEND_MESSAGES, FakeChannel, FakeGuild, FakeMessage, RecordedRequest, UploadedFile
 from .payloads import channel_payload, guild_payload, member_payload, role_payload, user_payload
 
 if TYPE_CHECKING:
@@ -194,7 +194,7 @@ async def post_message(request: web.Request) -> web.Response:
     server = server_of(request)
     channel = _channel(request)
     guild = server.guilds[channel.guild_id]
-    if not guild.permissions_of(server.bot_user.id) & (1 << 11):
+    if not guild.permissions_of(server.bot_user.id) & SEND_MESSAGES:
         raise ApiError(403, "Missing Permissions", 50013)
     rec = record_of(request)
     payload = rec.json or {}

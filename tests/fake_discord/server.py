@@ -13,7 +13,6 @@ from typing import Any, Callable, TypeVar
 from aiohttp import web
 
 from . import control, rest, webhooks
-from .rest import API_PREFIX
 from .gateway import GUILD_MEMBERS, GUILD_MESSAGES, Gateway
 from .models import (
     DEFAULT_BOT_PERMISSIONS,
@@ -41,6 +40,7 @@ from .payloads import (
     role_payload,
     user_payload,
 )
+from .rest import API_PREFIX
 
 log = logging.getLogger(__name__)
 
@@ -48,7 +48,6 @@ T = TypeVar("T")
 
 #: @everyone permissions of new guilds: view, send, read history, add reactions, use app commands.
 DEFAULT_EVERYONE_PERMISSIONS = (1 << 10) | (1 << 11) | (1 << 16) | (1 << 6) | (1 << 31)
-SEND_MESSAGES = 1 << 11
 ATTACHMENT_SIZE_LIMIT = 10 * 1024 * 1024
 OPTION_TYPES: tuple[tuple[type, int], ...] = (
     (bool, 5),
@@ -122,11 +121,8 @@ class FakeDiscordServer:
         """Bind and start serving (``port=0`` picks a free port)."""
         self._runner = web.AppRunner(self.build_app(), handle_signals=False)
         await self._runner.setup()
-        site = web.TCPSite(self._runner, self.host, self.port)
-        await site.start()
-        server = site._server
-        assert server is not None and server.sockets
-        self.port = server.sockets[0].getsockname()[1]
+        await web.TCPSite(self._runner, self.host, self.port).start()
+        self.port = self._runner.addresses[0][1]
         log.info("fake Discord listening on %s", self.url)
 
     async def stop(self) -> None:
@@ -188,9 +184,7 @@ class FakeDiscordServer:
         self.gateway.dispatch("GUILD_CREATE", guild_payload(guild, full=True))
         return guild
 
-    def add_role(
-        self, guild_id: int, name: str, *, permissions: int = 0, mentionable: bool = False
-    ) -> FakeRole:
+    def add_role(self, guild_id: int, name: str, *, permissions: int = 0, mentionable: bool = False) -> FakeRole:
         """Create a role; positions grow in creation order."""
         guild = self.guilds[guild_id]
         role = FakeRole(self.snowflake(), name, permissions, position=len(guild.roles), mentionable=mentionable)
@@ -223,9 +217,8 @@ class FakeDiscordServer:
         user = user or self.add_user(name, user_id)
         member = FakeMember(user, [int(r) for r in roles], nick=nick)
         guild.members[user.id] = member
-        self.gateway.dispatch(
-                "GUILD_MEMBER_ADD", {"guild_id": str(guild_id), **member_payload(member)}, intent=GUILD_MEMBERS
-            )
+        event = {"guild_id": str(guild_id), **member_payload(member)}
+        self.gateway.dispatch("GUILD_MEMBER_ADD", event, intent=GUILD_MEMBERS)
         return member
 
     # ------------------------------------------------------------------ queries
@@ -388,11 +381,7 @@ class FakeDiscordServer:
         return self.guilds[self.channels[channel_id].guild_id]
 
     def _store_files(
-        self,
-        channel_id: int,
-        spec: list[dict[str, Any]] | None,
-        uploads: Sequence[UploadedFile],
-        existing: Sequence[FakeAttachment],
+        self, spec: list[dict[str, Any]] | None, uploads: Sequence[UploadedFile], existing: Sequence[FakeAttachment]
     ) -> list[FakeAttachment]:
         """Resolve a payload's ``attachments`` list against kept attachments and new uploads."""
         by_index: dict[int, UploadedFile] = {}
@@ -448,7 +437,7 @@ class FakeDiscordServer:
         if "flags" in payload and payload["flags"] is not None:
             data["flags"] = int(payload["flags"]) | (data.get("flags", 0) & EPHEMERAL_FLAG)
         if "attachments" in payload or uploads:
-            msg.files = self._store_files(msg.channel_id, payload.get("attachments"), uploads, msg.files)
+            msg.files = self._store_files(payload.get("attachments"), uploads, msg.files)
             data["attachments"] = [self._attachment_payload(msg.channel_id, a, msg.ephemeral) for a in msg.files]
         mentions, roles, everyone = resolve_mentions(data["content"], guild, msg.allowed_mentions)
         data.update(mentions=mentions, mention_roles=roles, mention_everyone=everyone)
@@ -591,8 +580,7 @@ class FakeDiscordServer:
         if message is not None:
             payload["message"] = message.data
         interaction = FakeInteraction(
-            iid, token, type_, guild_id, channel_id, user_id, payload, self.wait_until,
-            message_id=message.id if message else None,
+            iid, token, type_, guild_id, channel_id, user_id, payload, self.wait_until, message.id if message else None
         )
         self.interactions[iid] = interaction
         return interaction
