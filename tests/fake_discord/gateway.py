@@ -101,6 +101,8 @@ class Gateway:
         self.sessions: list[Session] = []
         self.identify_count = 0
         self.resume_count = 0
+        #: Intents the application was not granted: an IDENTIFY asking for any is closed with 4014, as Discord does.
+        self.disallowed_intents = 0
 
     @property
     def connected(self) -> list[Session]:
@@ -146,6 +148,9 @@ class Gateway:
     async def _identify(self, conn: Connection, data: dict[str, Any]) -> Session | None:
         if not self._check_token(data.get("token")):
             await conn.ws.close(code=4004, message=b"Authentication failed.")
+            return None
+        if int(data.get("intents", 0)) & self.disallowed_intents:
+            await conn.ws.close(code=4014, message=b"Disallowed intent(s).")
             return None
         # A new IDENTIFY supersedes sessions whose client is gone.
         self.sessions = [s for s in self.sessions if s.conn is not None]

@@ -1,0 +1,67 @@
+"""Classifies each eligible guild message once and hands the prediction to the cogs that act on it (flagging, live mode)."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+import discord
+from discord.ext import commands
+
+from bot.client import MoodBot
+from bot.store import GuildConfig
+from classifier.text import EmptyTextError
+from classifier.worker import ClassificationError, WorkerClosedError
+
+log = logging.getLogger(__name__)
+
+
+def wants_flagging(config: GuildConfig, message: discord.Message) -> bool:
+    """Auto-flagging is on and the author holds no exempt role."""
+    roles = getattr(message.author, "roles", ())
+    return config.auto_flag and not any(role.id in config.exempt_roles for role in roles)
+
+
+class Messages(commands.Cog):
+    """The one ``on_message`` path that runs the model: opted-out members and disabled channels are never classified."""
+
+    def __init__(self, bot: MoodBot) -> None:
+        self.bot = bot
+        self._warned_empty_content = False
+
+    @commands.Cog.listener()
+    async def on_message(self, message: discord.Message) -> None:
+        if message.guild is None or message.author.bot or message.webhook_id is not None or not self.bot.accepting_messages:
+            return
+        async with self.bot.handling_message():
+            config = await self.bot.store.guild_config(message.guild.id)
+            if message.channel.id in config.disabled_channels or await self.bot.store.is_opted_out(message.author.id):
+                return
+            flag = wants_flagging(config, message)
+            live = message.channel.id in config.live_channels
+            if not (flag or live) or not self._has_content(message):
+                return
+            try:
+                prediction = await self.bot.worker.classify(message.content)
+            except EmptyTextError:
+                return
+            except (ClassificationError, WorkerClosedError) as error:
+                log.warning("message %s not classified: %s", message.id, error)
+                return
+            await asyncio.gather(*(consumer(message, prediction, flag, live) for consumer in self.bot.message_consumers))
+
+    def _has_content(self, message: discord.Message) -> bool:
+        """False for empty text; warns once when that looks like a missing message-content intent."""
+        if message.content:
+            return True
+        if self.bot.message_content and not (message.attachments or message.embeds or message.stickers) and not self._warned_empty_content:
+            self._warned_empty_content = True
+            log.warning(
+                "messages arrive with empty content: enable the Message Content intent for this bot in the Discord "
+                "developer portal; until then auto-flagging and live mode see no text (slash commands keep working)"
+            )
+        return False
+
+
+async def setup(bot: MoodBot) -> None:
+    await bot.add_cog(Messages(bot))

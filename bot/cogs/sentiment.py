@@ -1,0 +1,75 @@
+"""``/sentiment`` and the **Check sentiment** message menu: a private verdict with a confidence bar."""
+
+from __future__ import annotations
+
+import logging
+
+import discord
+from discord import app_commands
+from discord.ext import commands
+
+from bot.client import MoodBot, send_ephemeral
+from classifier.prediction import Prediction
+from classifier.text import EmptyTextError
+
+log = logging.getLogger(__name__)
+
+COOLDOWN_RATE, COOLDOWN_SECONDS = 5, 30.0
+BAR_WIDTH = 10
+
+
+def confidence_bar(confidence: float, width: int = BAR_WIDTH) -> str:
+    """``███████░░░`` for 0.7."""
+    filled = round(confidence * width)
+    return "█" * filled + "░" * (width - filled)
+
+
+def describe(prediction: Prediction) -> str:
+    """``**Negative** `█████████░` 91% confidence · cached``."""
+    source = "cached" if prediction.cached else "computed"
+    return f"**{prediction.label.title()}** `{confidence_bar(prediction.confidence)}` {prediction.confidence:.0%} confidence · {source}"
+
+
+def _per_user(interaction: discord.Interaction) -> int:
+    return interaction.user.id
+
+
+class Sentiment(commands.Cog):
+    """On-demand checks; they need no message-content intent (interactions carry their text)."""
+
+    def __init__(self, bot: MoodBot) -> None:
+        self.bot = bot
+        self.menu = app_commands.ContextMenu(name="Check sentiment", callback=self.check_message)
+        app_commands.checks.cooldown(COOLDOWN_RATE, COOLDOWN_SECONDS, key=_per_user)(self.menu)
+
+    async def cog_load(self) -> None:
+        self.bot.tree.add_command(self.menu)
+
+    async def cog_unload(self) -> None:
+        self.bot.tree.remove_command(self.menu.name, type=self.menu.type)
+
+    @app_commands.command(name="sentiment", description="Is this text positive or negative? (only you see the answer)")
+    @app_commands.describe(text="The text to check")
+    @app_commands.checks.cooldown(COOLDOWN_RATE, COOLDOWN_SECONDS, key=_per_user)
+    async def sentiment(self, interaction: discord.Interaction, text: app_commands.Range[str, 1, 4000]) -> None:
+        try:
+            prediction = await self.bot.worker.classify(text)
+        except EmptyTextError:
+            await send_ephemeral(interaction, "There is no text to check.")
+            return
+        await send_ephemeral(interaction, describe(prediction))
+
+    async def check_message(self, interaction: discord.Interaction, message: discord.Message) -> None:
+        if message.author.id != interaction.user.id and message.guild is not None and await self.bot.store.is_opted_out(message.author.id):
+            await send_ephemeral(interaction, "The author of this message opted out of sentiment analysis.")
+            return
+        try:
+            prediction = await self.bot.worker.classify(message.content)
+        except EmptyTextError:
+            await send_ephemeral(interaction, "That message has no text to check.")
+            return
+        await send_ephemeral(interaction, f"{describe(prediction)}\n{message.jump_url}")
+
+
+async def setup(bot: MoodBot) -> None:
+    await bot.add_cog(Sentiment(bot))

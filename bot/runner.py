@@ -1,0 +1,102 @@
+"""``moodbot run`` with a token: load the model, open the store, start the worker, run the bot, close it all."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+from typing import Any
+
+import discord
+
+from bot.client import MoodBot
+from bot.endpoints import configure_endpoints
+from bot.settings import Settings
+from bot.store import AsyncStore
+from classifier.pipeline import SentimentClassifier
+from classifier.worker import BatchingWorker
+
+log = logging.getLogger(__name__)
+
+
+class BotService:
+    """The bot with its store and worker; :meth:`run` serves until ``stop`` is set or the connection ends for good."""
+
+    def __init__(self, settings: Settings, classifier: SentimentClassifier, **bot_options: Any) -> None:
+        self.settings = settings
+        self.classifier = classifier
+        self.bot_options = bot_options  # extra discord.Client options, e.g. guild_ready_timeout
+        self.bot: MoodBot | None = None
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Serve; without the message-content intent (gateway close 4014), reconnect without it and keep serving."""
+        if not self.settings.discord_token:
+            raise ValueError("DISCORD_TOKEN is not set")
+        configure_endpoints(self.settings.discord_api_base, self.settings.discord_gateway_url)
+        store = await AsyncStore.open(self.settings.database_path, self.settings.flag_threshold)
+        worker = BatchingWorker(
+            self.classifier, max_batch=self.settings.max_batch, max_wait_ms=self.settings.max_wait_ms, queue_size=self.settings.queue_size
+        )
+        await worker.start()
+        try:
+            message_content = True
+            while not stop.is_set():
+                self.bot = MoodBot(self.settings, store, worker, message_content=message_content, **self.bot_options)
+                try:
+                    await self._run_bot(self.bot, stop)
+                    return
+                except discord.PrivilegedIntentsRequired:
+                    if not message_content:
+                        raise
+                    log.warning(
+                        "Discord refused the Message Content intent: enable it for this bot in the developer portal. "
+                        "Reconnecting without it; auto-flagging, live mode and /mood see no message text until then"
+                    )
+                    message_content = False
+        finally:
+            await worker.close()
+            await store.close()
+
+    async def _run_bot(self, bot: MoodBot, stop: asyncio.Event) -> None:
+        assert self.settings.discord_token is not None
+        async with bot:
+            connection = asyncio.create_task(bot.start(self.settings.discord_token), name="moodbot-discord")
+            stopping = asyncio.create_task(stop.wait(), name="moodbot-stop")
+            try:
+                await asyncio.wait({connection, stopping}, return_when=asyncio.FIRST_COMPLETED)
+            finally:
+                stopping.cancel()
+                if not connection.done():
+                    log.info("shutting down")
+                    await bot.close()
+            await connection
+
+
+def run_bot(settings: Settings) -> int:
+    """Run until SIGINT/SIGTERM; 0 on a clean stop, 1 when Discord rejects the token."""
+    from bot.cli_commands import load_classifier
+
+    classifier = load_classifier(settings)
+    try:
+        return asyncio.run(_serve(settings, classifier))
+    finally:
+        classifier.close()
+
+
+async def _serve(settings: Settings, classifier: SentimentClassifier) -> int:
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(signum, stop.set)
+    try:
+        await BotService(settings, classifier).run(stop)
+    except discord.LoginFailure:
+        log.error("Discord rejected the token (DISCORD_TOKEN): check it in the developer portal")
+        return 1
+    except discord.PrivilegedIntentsRequired:
+        log.error("Discord requires privileged intents this bot has not been granted")
+        return 1
+    finally:
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            loop.remove_signal_handler(signum)
+    return 0
