@@ -9,14 +9,18 @@ from collections.abc import Iterable, Iterator
 from typing import TextIO
 
 from classifier.pipeline import SentimentClassifier
-from classifier.text import EmptyTextError, prepare_text
+from classifier.text import EmptyTextError, prepare_text, replace_surrogates
 
 CHUNK_LINES = 256
 
 
 def stdin_lines(stream: TextIO | None = None) -> Iterator[str]:
-    """Lines of stdin decoded as UTF-8 with invalid bytes replaced, newline removed."""
-    source = stream if stream is not None else io.TextIOWrapper(sys.stdin.buffer, encoding="utf-8", errors="replace", newline=None)
+    """Lines of stdin decoded as UTF-8 with invalid bytes replaced, newline removed.
+
+    Only ``\n`` ends a line (a trailing ``\r`` of ``\r\n`` is dropped): a stray ``\r`` inside a message
+    must not split it into two results.
+    """
+    source = stream if stream is not None else io.TextIOWrapper(sys.stdin.buffer, encoding="utf-8", errors="replace", newline="\n")
     for line in source:
         yield line.rstrip("\r\n")
 
@@ -61,7 +65,7 @@ def format_result(result: dict[str, object], as_json: bool) -> str:
 
 def _valid_unicode(value: object) -> object:
     """Strings with lone surrogates (e.g. undecodable argv bytes) made printable as U+FFFD."""
-    return value.encode("utf-8", "replace").decode("utf-8") if isinstance(value, str) else value
+    return replace_surrogates(value) if isinstance(value, str) else value
 
 
 def run_console(classifier: SentimentClassifier, as_json: bool = False) -> None:

@@ -119,6 +119,7 @@ class EmbeddingCache:
             size_limit=self.size_limit_bytes,
             disk=_NoPickleDisk,
             eviction_policy="least-recently-stored",
+            cull_limit=0,  # evict in set_many after the commit: inside a transaction the volume never shrinks
             timeout=5,
         )
 
@@ -172,6 +173,8 @@ class EmbeddingCache:
         except _CACHE_ERRORS as error:
             self._cache = self._recover(error)
             return None
+        except ValueError:  # a pickled value (refused by _NoPickleDisk): never unpickled, reads as a miss
+            return None
         return self._valid(decode_vector(blob)) if blob is not None else None
 
     def _remember(self, key: str) -> np.ndarray | None:
@@ -205,6 +208,7 @@ class EmbeddingCache:
                 with self._cache.transact(retry=True):
                     for key, blob in pairs:
                         self._cache.set(key, blob, retry=True)
+                self._cache.cull(retry=True)  # least recently stored first, until under the size limit
             except _CACHE_ERRORS as error:
                 self._cache = self._recover(error)
 

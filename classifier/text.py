@@ -6,6 +6,7 @@ import re
 import unicodedata
 
 _CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f]")
+_SURROGATE = re.compile("[\ud800-\udfff]")
 
 
 class EmptyTextError(ValueError):
@@ -22,7 +23,7 @@ def prepare_text(text: str, max_chars: int = 4096) -> str:
     space fold to one space, and the result is cut to ``max_chars`` (the tokenizer truncates
     further to the model's limit). Raises :class:`EmptyTextError` when nothing is left.
     """
-    text = text.encode("utf-8", "replace").decode("utf-8") if _has_surrogates(text) else text
+    text = replace_surrogates(text)
     text = unicodedata.normalize("NFC", _CONTROL.sub(" ", text[: max_chars * 2]))
     text = " ".join(text.split())[:max_chars].strip()
     if not text:
@@ -30,9 +31,10 @@ def prepare_text(text: str, max_chars: int = 4096) -> str:
     return text
 
 
-def _has_surrogates(text: str) -> bool:
+def replace_surrogates(text: str) -> str:
+    """``text`` with each lone surrogate (e.g. from undecodable argv bytes) replaced by U+FFFD."""
     try:
         text.encode("utf-8")
     except UnicodeEncodeError:
-        return True
-    return False
+        return _SURROGATE.sub("\ufffd", text)
+    return text

@@ -24,7 +24,7 @@ from classifier.metrics import expected_calibration_error
 
 log = logging.getLogger(__name__)
 
-DEFAULT_C_GRID = (0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0)
+DEFAULT_C_GRID = (0.0002, 0.0005, 0.001, 0.002, 0.005, 0.01)
 
 
 @dataclass(frozen=True)

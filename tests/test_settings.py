@@ -1,0 +1,103 @@
+"""Settings: defaults, .env values, the environment winning over .env, and one-line errors naming the variable."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from bot.settings import DEFAULT_MODEL, Settings, SettingsError, load_settings
+from tests.conftest import REPO, clean_environ, run_moodbot
+
+TOKEN = "MTIz.secret-token-value.XYZ"
+
+
+def test_defaults_without_env_or_dotenv() -> None:
+    settings = load_settings({}, dotenv_path=None)
+    assert settings == Settings()
+    assert settings.model == DEFAULT_MODEL
+    assert settings.discord_token is None and settings.head is None
+    assert (settings.device, settings.max_batch, settings.max_wait_ms, settings.cache_size_mb) == ("auto", 64, 5.0, 512)
+    assert settings.cache_dir == Path("var/cache") and settings.database_path == Path("var/moodbot.sqlite3")
+
+
+def test_dotenv_values_are_read(tmp_path: Path) -> None:
+    dotenv = tmp_path / ".env"
+    dotenv.write_text(
+        "# comment\nMOODBOT_MAX_BATCH=16\nMOODBOT_MAX_WAIT_MS=2.5\nMOODBOT_DEVICE=CPU\n"
+        f"MOODBOT_DATA_DIR={tmp_path / 'data'}\nMOODBOT_CACHE_SIZE_MB=64\nDISCORD_TOKEN={TOKEN}\n"
+    )
+    settings = load_settings({}, dotenv_path=dotenv)
+    assert (settings.max_batch, settings.max_wait_ms, settings.device, settings.cache_size_mb) == (16, 2.5, "cpu", 64)
+    assert settings.discord_token == TOKEN
+    assert settings.cache_dir == tmp_path / "data" / "cache"  # follows MOODBOT_DATA_DIR unless set
+
+
+def test_environment_overrides_dotenv(tmp_path: Path) -> None:
+    dotenv = tmp_path / ".env"
+    dotenv.write_text("MOODBOT_MAX_BATCH=16\nMOODBOT_MAX_WAIT_MS=2\nMOODBOT_MODEL=from-dotenv\n")
+    settings = load_settings({"MOODBOT_MAX_BATCH": "32", "MOODBOT_MODEL": "from-env"}, dotenv_path=dotenv)
+    assert settings.max_batch == 32 and settings.model == "from-env"
+    assert settings.max_wait_ms == 2.0  # untouched by the environment: .env value stays
+
+
+def test_env_example_is_a_valid_configuration() -> None:
+    """The documented example (empty token and head) loads, and documents every setting the code reads."""
+    example = REPO / ".env.example"
+    settings = load_settings({}, dotenv_path=example)
+    assert settings.discord_token is None and settings.head is None
+    text = example.read_text()
+    for name in ("DISCORD_TOKEN", "MOODBOT_MODEL", "MOODBOT_HEAD", "MOODBOT_DEVICE", "MOODBOT_CACHE_DIR",
+                 "MOODBOT_CACHE_SIZE_MB", "MOODBOT_MAX_BATCH", "MOODBOT_MAX_WAIT_MS", "MOODBOT_QUEUE_SIZE"):
+        assert f"\n{name}=" in text, name
+
+
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [
+        ("MOODBOT_MAX_BATCH", "abc"),
+        ("MOODBOT_MAX_BATCH", "0"),
+        ("MOODBOT_MAX_BATCH", "1.5"),
+        ("MOODBOT_DEVICE", "gpu"),
+        ("MOODBOT_MAX_WAIT_MS", "-1"),
+        ("MOODBOT_MAX_WAIT_MS", "soon"),
+        ("MOODBOT_CACHE_SIZE_MB", "0"),
+        ("MOODBOT_QUEUE_SIZE", "-5"),
+        ("MOODBOT_FLAG_THRESHOLD", "2"),
+        ("MOODBOT_QUANTIZE", "int4"),
+        ("MOODBOT_LOG_LEVEL", "loud"),
+        ("DISCORD_API_BASE", "ftp://example.com"),
+        ("MOODBOT_HEAD", "/nonexistent/head.json"),
+    ],
+)
+def test_invalid_value_names_the_variable(name: str, value: str) -> None:
+    with pytest.raises(SettingsError) as caught:
+        load_settings({name: value}, dotenv_path=None)
+    message = str(caught.value)
+    assert message.startswith(f"{name}=") and value in message and "\n" not in message
+
+
+def test_invalid_value_in_dotenv_is_reported_too(tmp_path: Path) -> None:
+    dotenv = tmp_path / ".env"
+    dotenv.write_text("MOODBOT_MAX_BATCH=lots\n")
+    with pytest.raises(SettingsError, match="MOODBOT_MAX_BATCH='lots'"):
+        load_settings({}, dotenv_path=dotenv)
+
+
+def test_repr_never_shows_the_token() -> None:
+    settings = load_settings({"DISCORD_TOKEN": TOKEN}, dotenv_path=None)
+    assert settings.discord_token == TOKEN
+    assert TOKEN not in repr(settings) and TOKEN not in str(settings)
+    assert "max_batch=64" in repr(settings)
+
+
+@pytest.mark.parametrize(("name", "value"), [("MOODBOT_MAX_BATCH", "abc"), ("MOODBOT_DEVICE", "gpu")])
+def test_cli_stops_with_one_line_error(name: str, value: str, tmp_path: Path) -> None:
+    env = clean_environ() | {name: value, "DISCORD_TOKEN": TOKEN, "MOODBOT_DATA_DIR": str(tmp_path)}
+    result = run_moodbot(["classify", "hello"], env)
+    assert result.returncode == 2
+    assert result.stdout == b""
+    lines = result.stderr.decode().splitlines()
+    assert len(lines) == 1, lines
+    assert lines[0].startswith(f"moodbot: error: {name}='{value}' is invalid")
+    assert TOKEN not in result.stderr.decode()

@@ -1,0 +1,59 @@
+"""prepare_text: the exact string the model sees, for ordinary and hostile input."""
+
+from __future__ import annotations
+
+import pytest
+
+from classifier.text import EmptyTextError, prepare_text
+
+
+@pytest.mark.parametrize("text", ["", " ", "   \t  ", "\n\r\n", "\x00", "\x00\x01\x7f \x0b", "\u3000\u2003"])
+def test_empty_and_whitespace_only_raise(text: str) -> None:
+    with pytest.raises(EmptyTextError, match="empty text"):
+        prepare_text(text)
+
+
+def test_empty_text_error_is_a_value_error() -> None:
+    assert issubclass(EmptyTextError, ValueError)
+
+
+def test_whitespace_folds_and_control_bytes_become_spaces() -> None:
+    assert prepare_text("  hello \t\n  world  ") == "hello world"
+    assert prepare_text("nul\x00byte\x07bell\x1bescape") == "nul byte bell escape"
+
+
+def test_lone_surrogates_become_replacement_characters() -> None:
+    prepared = prepare_text("bad \udcff and \ud800 surrogates")
+    assert prepared == "bad \ufffd and \ufffd surrogates"
+    prepared.encode("utf-8")  # valid Unicode now
+
+
+def test_nfc_normalisation() -> None:
+    assert prepare_text("cafe\u0301") == "caf\u00e9"
+
+
+def test_long_text_is_cut_not_rejected() -> None:
+    text = "word " * 20_000  # 100,000 characters
+    prepared = prepare_text(text)
+    assert len(prepared) == 4096 - 1 or len(prepared) == 4096  # cut at max_chars (a trailing space is stripped)
+    assert prepared.startswith("word word")
+    assert len(prepare_text("x" * 100_000, max_chars=100)) == 100
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "zero\u200bwidth\u200djoiner\ufeff",
+        "\u202eright-to-left override\u202c",
+        "Z\u0351\u0307\u0313\u0308a\u0364\u0306\u0352l\u035b\u0315g\u0310\u0343o\u0363",
+        "😀😀🔥💯",
+        "```python\nprint('hi')\n```",
+        "https://example.com/path?q=1&x=<script>",
+        "@everyone <@123456789012345678> <@&987654321> free nitro",
+    ],
+)
+def test_odd_input_is_kept_as_text(text: str) -> None:
+    prepared = prepare_text(text)
+    assert prepared and prepared == " ".join(prepared.split())
+    prepared.encode("utf-8")
+    assert prepare_text(prepared) == prepared  # idempotent: cache keys are stable
