@@ -23,6 +23,8 @@ from typing import ParamSpec, TypeVar
 
 import numpy as np
 
+from classifier.text import replace_surrogates
+
 log = logging.getLogger(__name__)
 
 P = ParamSpec("P")
@@ -181,7 +183,7 @@ def _now() -> str:
 
 def excerpt(text: str, limit: int = EXCERPT_CHARS) -> str:
     """The first ``limit`` characters of ``text`` on one line, with an ellipsis when cut."""
-    flat = " ".join(text.split())
+    flat = " ".join(replace_surrogates(text).split())
     return flat if len(flat) <= limit else flat[: limit - 1] + "…"
 
 

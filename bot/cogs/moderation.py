@@ -8,7 +8,7 @@ import re
 
 import discord
 from discord import app_commands
-from discord.ext import commands
+from discord.ext import commands, tasks
 
 from bot.client import MoodBot, send_ephemeral
 from bot.store import Flag, FlagStatus, ReviewAction
@@ -17,6 +17,9 @@ from classifier.prediction import Prediction
 log = logging.getLogger(__name__)
 
 PAGE_SIZE = 5
+REPOST_INTERVAL_SECONDS = 10.0
+REPOST_HISTORY_LIMIT = 200
+CARD_CUSTOM_ID = re.compile(r"^moodbot:flag:[a-z]+:(?P<flag_id>[0-9]+)$")
 STATUS_COLOURS = {
     FlagStatus.OPEN: discord.Colour.orange(),
     FlagStatus.CONFIRMED: discord.Colour.red(),
@@ -135,19 +138,19 @@ class Moderation(commands.Cog):
 
     def __init__(self, bot: MoodBot) -> None:
         self.bot = bot
-        self._repost_task: asyncio.Task[None] | None = None
+        self._posting: set[int] = set()
+        self._repost_up_to = 0
 
     async def cog_load(self) -> None:
         self.bot.add_dynamic_items(FlagButton)
         self.bot.message_consumers.append(self.raise_flag)
-        last_before_start = await self.bot.store.last_flag_id()
-        self._repost_task = asyncio.create_task(self._post_unposted(last_before_start), name="moodbot-post-unposted-flags")
+        self._repost_up_to = await self.bot.store.last_flag_id()
+        self.post_unposted.start()
 
     async def cog_unload(self) -> None:
         self.bot.remove_dynamic_items(FlagButton)
         self.bot.message_consumers.remove(self.raise_flag)
-        if self._repost_task is not None:
-            self._repost_task.cancel()
+        self.post_unposted.cancel()
 
     async def raise_flag(self, message: discord.Message, prediction: Prediction, flag: bool, live: bool) -> None:
         """Store a flag when the message is negative enough, then post it."""
@@ -168,26 +171,69 @@ class Moderation(commands.Cog):
         await self.post_flag(stored, config.modlog_channel_id)
 
     async def post_flag(self, flag: Flag, modlog_channel_id: int | None) -> None:
-        """Post a stored flag to the mod-log channel and remember the message; failures are retried at next start."""
-        if modlog_channel_id is None:
+        """Post a stored flag to the mod-log channel and remember the message; a failed post is retried by :meth:`post_unposted`."""
+        if modlog_channel_id is None or flag.id in self._posting:
             return
-        channel = self.bot.get_partial_messageable(modlog_channel_id, guild_id=flag.guild_id)
+        self._posting.add(flag.id)
         try:
-            posted = await channel.send(embed=flag_embed(flag), view=flag_view(flag))
-        except discord.HTTPException as error:
-            log.warning("could not post flag %d to the mod-log channel %d: %s", flag.id, modlog_channel_id, error)
-            return
-        await self.bot.store.mark_posted(flag.id, modlog_channel_id, posted.id)
+            channel = self.bot.get_partial_messageable(modlog_channel_id, guild_id=flag.guild_id)
+            try:
+                posted = await channel.send(embed=flag_embed(flag), view=flag_view(flag))
+            except discord.HTTPException as error:
+                log.warning("could not post flag %d to the mod-log channel %d (will retry): %s", flag.id, modlog_channel_id, error)
+                return
+            await self.bot.store.mark_posted(flag.id, modlog_channel_id, posted.id)
+        finally:
+            self._posting.discard(flag.id)
 
-    async def _post_unposted(self, up_to_id: int) -> None:
-        """Post the flags stored before this start (e.g. just before a crash) but never posted."""
-        await self.bot.wait_until_ready()
-        pending = await self.bot.store.unposted_flags(up_to_id)
+    @tasks.loop(seconds=REPOST_INTERVAL_SECONDS)
+    async def post_unposted(self) -> None:
+        """Post flags stored but never posted: a crash between storing and posting, or a post Discord refused.
+
+        Each pass covers the flags that existed at the previous pass (so a flag being posted right now is left alone),
+        and first looks in the mod-log channel for a card posted just before a crash, so that no card is posted twice.
+        """
+        up_to, self._repost_up_to = self._repost_up_to, await self.bot.store.last_flag_id()
+        pending = [flag for flag in await self.bot.store.unposted_flags(up_to) if flag.id not in self._posting]
+        by_channel: dict[int, list[Flag]] = {}
         for flag in pending:
-            config = await self.bot.store.guild_config(flag.guild_id)
-            await self.post_flag(flag, config.modlog_channel_id)
-        if pending:
-            log.info("re-posted %d flags stored but never posted", len(pending))
+            channel_id = (await self.bot.store.guild_config(flag.guild_id)).modlog_channel_id
+            if channel_id is not None:
+                by_channel.setdefault(channel_id, []).append(flag)
+        for channel_id, flags in by_channel.items():
+            already = await self._cards_in(channel_id, flags[0].guild_id)
+            for flag in flags:
+                if flag.id in already:
+                    await self.bot.store.mark_posted(flag.id, channel_id, already[flag.id])
+                else:
+                    await self.post_flag(flag, channel_id)
+            log.info("recovered %d flags that were stored but not recorded as posted", len(flags))
+
+    @post_unposted.before_loop
+    async def _before_post_unposted(self) -> None:
+        await self.bot.wait_until_ready()
+
+    @post_unposted.error
+    async def _post_unposted_failed(self, error: BaseException) -> None:
+        log.error("posting unposted flags failed; retrying in %.0f s", REPOST_INTERVAL_SECONDS, exc_info=error)
+        self.post_unposted.restart()
+
+    async def _cards_in(self, channel_id: int, guild_id: int) -> dict[int, int]:
+        """Flag id -> message id of the bot's recent flag cards in a mod-log channel (empty when history is unreadable)."""
+        channel = self.bot.get_partial_messageable(channel_id, guild_id=guild_id)
+        cards: dict[int, int] = {}
+        try:
+            async for message in channel.history(limit=REPOST_HISTORY_LIMIT):
+                if self.bot.user is None or message.author.id != self.bot.user.id:
+                    continue
+                for row in message.components:
+                    for child in getattr(row, "children", ()):
+                        match = CARD_CUSTOM_ID.match(getattr(child, "custom_id", None) or "")
+                        if match:
+                            cards.setdefault(int(match["flag_id"]), message.id)
+        except discord.HTTPException as error:
+            log.warning("could not read the mod-log channel %d to avoid re-posting cards: %s", channel_id, error)
+        return cards
 
     async def flag_page(self, guild_id: int, status: FlagStatus | None, page: int) -> discord.Embed:
         flags, total = await self.bot.store.flags(guild_id, status, limit=PAGE_SIZE, offset=page * PAGE_SIZE)
