@@ -37,7 +37,7 @@ class Settings:
     data_dir: Path = Path("var")
     cache_dir: Path = Path("var/cache")
     cache_size_mb: int = 512
-    max_batch: int = 64
+    max_batch: int = 512
     max_wait_ms: float = 5.0
     max_batch_tokens: int = 8192
     queue_size: int = 1024

@@ -1,9 +1,10 @@
 """An asyncio front to the model: concurrent callers are batched into few model calls.
 
 Cache hits are answered without touching the model (the memory tier on the event loop, the
-disk tier in an I/O thread). Misses join a bounded queue; a batch is cut at ``max_batch`` items
-or ``max_wait_ms`` after its first item, and runs in the one model thread, so the event loop
-never blocks. Identical texts in flight are computed once. A failing batch fails only its own
+disk tier in an I/O thread, where the lookups of all callers of one loop iteration go as one
+batch and the head scores the hits at once). Misses join a bounded queue; a batch is cut at
+``max_batch`` items or ``max_wait_ms`` after its first item, and runs in the one model thread
+(model and head; the cache write follows in the cache thread), so the event loop never blocks. Identical texts in flight are computed once. A failing batch fails only its own
 callers. ``close()`` lets every accepted call finish.
 """
 
@@ -55,8 +56,10 @@ class BatchingWorker:
         self.max_wait = max_wait_ms / 1000.0
         self.queue_size = queue_size
         self.stats = WorkerStats()
-        self._queue: asyncio.Queue[tuple[str, asyncio.Future[np.ndarray]]] | None = None
-        self._in_flight: dict[str, asyncio.Future[np.ndarray]] = {}
+        self._queue: asyncio.Queue[tuple[str, asyncio.Future[Prediction]]] | None = None
+        self._in_flight: dict[str, asyncio.Future[Prediction]] = {}
+        self._handoffs: set[asyncio.Task[None]] = set()
+        self._disk_lookups: list[tuple[list[str], asyncio.Future[list[Prediction | None]]]] = []
         self._active_calls = 0
         self._idle = asyncio.Event()
         self._idle.set()
@@ -117,7 +120,7 @@ class BatchingWorker:
                     raise outcome
                 results[index] = outcome
             else:
-                results[index] = self.classifier.predict_vectors(outcome[None, :], [False])[0]
+                results[index] = outcome
         return results  # type: ignore[return-value]
 
     async def _fill_from_cache(self, prepared: dict[int, str], results: list[Prediction | Exception | None]) -> None:
@@ -129,10 +132,60 @@ class BatchingWorker:
         self.stats.memory_hits += sum(v is not None for v in memory)
         rest = [i for i, v in zip(indices, memory) if v is None and prepared[i] not in self._in_flight]
         if rest:
-            loop = asyncio.get_running_loop()
-            disk = await loop.run_in_executor(self._cache_thread, cache.get_many, [prepared[i] for i in rest])
-            self._set_hits(rest, disk, results)
-            self.stats.disk_hits += sum(v is not None for v in disk)
+            disk = await self._read_disk([prepared[i] for i in rest])
+            for index, prediction in zip(rest, disk):
+                if prediction is not None:
+                    results[index] = prediction
+            self.stats.disk_hits += sum(p is not None for p in disk)
+
+    async def _read_disk(self, texts: list[str]) -> list[Prediction | None]:
+        """Disk-tier lookups of every caller in this loop iteration go to the cache thread as one ``get_many``."""
+        future: asyncio.Future[list[Prediction | None]] = asyncio.get_running_loop().create_future()
+        if not self._disk_lookups:
+            asyncio.get_running_loop().call_soon(self._flush_disk_lookups)
+        self._disk_lookups.append((texts, future))
+        return await future
+
+    def _flush_disk_lookups(self) -> None:
+        pending, self._disk_lookups = self._disk_lookups, []
+        unique = list(dict.fromkeys(text for texts, _ in pending for text in texts))
+        lookup = asyncio.get_running_loop().run_in_executor(self._cache_thread, self._disk_predictions, unique)
+
+        def answer(done: asyncio.Future[list[Prediction | None]]) -> None:
+            error = done.exception()
+            found = {} if error is not None else dict(zip(unique, done.result()))
+            for texts, future in pending:
+                if future.done():  # its caller was cancelled
+                    continue
+                if error is not None:
+                    future.set_exception(error)
+                else:
+                    future.set_result([found[text] for text in texts])
+
+        lookup.add_done_callback(answer)
+
+    def _disk_predictions(self, texts: list[str]) -> list[Prediction | None]:
+        """(cache thread) Disk-tier vectors for ``texts`` and, for the hits, the head's predictions in one pass."""
+        vectors = self.classifier.cache.get_many(texts)
+        predictions: list[Prediction | None] = [None] * len(texts)
+        hits = [i for i, v in enumerate(vectors) if v is not None]
+        if hits:
+            for index, prediction in zip(hits, self.classifier.predict_vectors(np.stack([vectors[i] for i in hits]), [True] * len(hits))):
+                predictions[index] = prediction
+        return predictions
+
+    def _compute(self, texts: list[str]) -> list[Prediction]:
+        """(model thread) Run the model on a batch and apply the head to it; the cache is written in the cache thread."""
+        vectors = self.classifier.encoder.embed(texts)
+        self._cache_thread.submit(self._store, texts, vectors)
+        return self.classifier.predict_vectors(vectors, [False] * len(texts))
+
+    def _store(self, texts: list[str], vectors: np.ndarray) -> None:
+        """(cache thread) Write a computed batch to the cache; a failure costs only future cache hits."""
+        try:
+            self.classifier.cache.set_many(zip(texts, vectors))
+        except Exception as error:
+            log.warning("could not cache %d vectors: %s", len(texts), error)
 
     def _set_hits(self, indices: list[int], vectors: list[np.ndarray | None], results: list[Prediction | Exception | None]) -> None:
         hits = [(i, v) for i, v in zip(indices, vectors) if v is not None]
@@ -141,7 +194,7 @@ class BatchingWorker:
             for (index, _), prediction in zip(hits, predictions):
                 results[index] = prediction
 
-    async def _submit(self, text: str) -> asyncio.Future[np.ndarray]:
+    async def _submit(self, text: str) -> asyncio.Future[Prediction]:
         """The future of ``text``'s vector: joins an identical text in flight, else queues it."""
         future = self._in_flight.get(text)
         if future is not None:
@@ -150,7 +203,14 @@ class BatchingWorker:
         future = asyncio.get_running_loop().create_future()
         self._in_flight[text] = future
         assert self._queue is not None
-        await self._queue.put((text, future))  # waits while the queue is full: back-pressure
+        try:
+            await self._queue.put((text, future))  # waits while the queue is full: back-pressure
+        except asyncio.CancelledError:
+            # This caller gave up waiting for room, but others may have joined its text: queue it anyway.
+            handoff = asyncio.ensure_future(self._queue.put((text, future)))
+            self._handoffs.add(handoff)
+            handoff.add_done_callback(self._handoffs.discard)
+            raise
         return future
 
     async def _run(self) -> None:
@@ -172,12 +232,12 @@ class BatchingWorker:
                     batch.append(self._queue.get_nowait())
             await self._run_batch(batch)
 
-    async def _run_batch(self, batch: list[tuple[str, asyncio.Future[np.ndarray]]]) -> None:
+    async def _run_batch(self, batch: list[tuple[str, asyncio.Future[Prediction]]]) -> None:
         texts = [text for text, _ in batch]
         self.stats.batches += 1
         self.stats.largest_batch = max(self.stats.largest_batch, len(batch))
         try:
-            vectors = await asyncio.get_running_loop().run_in_executor(self._model_thread, self.classifier.compute, texts)
+            predictions = await asyncio.get_running_loop().run_in_executor(self._model_thread, self._compute, texts)
         except Exception as error:  # one bad batch must not stop the worker
             self.stats.failed_batches += 1
             log.error("model failed on a batch of %d texts: %s", len(texts), error, exc_info=error)
@@ -186,10 +246,10 @@ class BatchingWorker:
                 self._settle(text, future, exception=failure)
         else:
             self.stats.computed += len(texts)
-            for (text, future), vector in zip(batch, vectors):
-                self._settle(text, future, result=vector)
+            for (text, future), prediction in zip(batch, predictions):
+                self._settle(text, future, result=prediction)
 
-    def _settle(self, text: str, future: asyncio.Future[np.ndarray], *, result: np.ndarray | None = None, exception: Exception | None = None) -> None:
+    def _settle(self, text: str, future: asyncio.Future[Prediction], *, result: Prediction | None = None, exception: Exception | None = None) -> None:
         if self._in_flight.get(text) is future:
             del self._in_flight[text]
         if future.done():
@@ -217,6 +277,8 @@ class BatchingWorker:
         """Refuse new texts, finish every accepted call, then stop the threads."""
         self._closing = True
         await self._idle.wait()
+        for handoff in list(self._handoffs):  # texts of cancelled callers that nobody waits for any more
+            handoff.cancel()
         if self._runner is not None:
             self._runner.cancel()
             try:

@@ -17,7 +17,7 @@ def test_defaults_without_env_or_dotenv() -> None:
     assert settings == Settings()
     assert settings.model == DEFAULT_MODEL
     assert settings.discord_token is None and settings.head is None
-    assert (settings.device, settings.max_batch, settings.max_wait_ms, settings.cache_size_mb) == ("auto", 64, 5.0, 512)
+    assert (settings.device, settings.max_batch, settings.max_wait_ms, settings.cache_size_mb) == ("auto", 512, 5.0, 512)
     assert settings.cache_dir == Path("var/cache") and settings.database_path == Path("var/moodbot.sqlite3")
 
 
@@ -88,7 +88,7 @@ def test_repr_never_shows_the_token() -> None:
     settings = load_settings({"DISCORD_TOKEN": TOKEN}, dotenv_path=None)
     assert settings.discord_token == TOKEN
     assert TOKEN not in repr(settings) and TOKEN not in str(settings)
-    assert "max_batch=64" in repr(settings)
+    assert "max_batch=512" in repr(settings)
 
 
 @pytest.mark.parametrize(("name", "value"), [("MOODBOT_MAX_BATCH", "abc"), ("MOODBOT_DEVICE", "gpu")])

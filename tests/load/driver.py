@@ -14,9 +14,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from classifier.head import DEFAULT_HEAD_PATH, LogisticHead
 from tests.load.harness import BotProcess, FakeServer, GuildSetup, flag_posts, make_text, no_ping, percentile, prepare_store, read_flags
 
-VECTOR_BYTES = 384 * 4
+VECTOR_BYTES = LogisticHead.load(DEFAULT_HEAD_PATH).dim * 4  # float32 features of the shipped head's encoder
 
 
 @dataclass
