@@ -171,8 +171,13 @@ def cmd_train(args: argparse.Namespace, settings: Settings) -> int:
 def _feedback_set(settings: Settings, encoder: Encoder, guild: int | None) -> FeatureSet:
     from bot.store import Store
 
+    # Same model, weights and pooling in any numeric mode: the bot may run int8 (MOODBOT_QUANTIZE) or fp16 (GPU)
+    # while this command embeds in fp32; those vectors differ only by rounding and are the same features.
     with Store.open_sync(settings.database_path) as store:
-        vectors, labels = store.feedback_examples(encoder.cache_namespace, guild)
+        found = [store.feedback_examples(f"{encoder.fingerprint}:{mode}", guild) for mode in ("fp32", "fp16", "int8")]
+    found = [(v, l) for v, l in found if len(l)]
+    vectors = np.concatenate([v for v, _ in found]) if found else np.empty((0, encoder.dim), np.float32)
+    labels = np.concatenate([l for _, l in found]) if found else np.empty(0, np.int64)
     if not len(labels):
         raise ValueError("no moderator feedback stored for this encoder" + (f" in guild {guild}" if guild else ""))
     log.info("adding %d moderator feedback examples", len(labels))

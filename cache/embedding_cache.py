@@ -102,7 +102,8 @@ class EmbeddingCache:
         self.memory_hits = 0
         self.misses = 0
         self._memory: OrderedDict[str, np.ndarray] = OrderedDict()
-        self._lock = threading.Lock()
+        self._lock = threading.Lock()  # the disk tier
+        self._memory_lock = threading.Lock()  # the memory tier: never held during disk I/O
         self._cache = self._open()
 
     def _open(self) -> diskcache.Cache:
@@ -145,26 +146,35 @@ class EmbeddingCache:
         return digest.hexdigest()
 
     def get_memory(self, texts: Sequence[str]) -> list[np.ndarray | None]:
-        """Look up each text in the in-memory tier only (no I/O: safe on an event loop)."""
-        with self._lock:
+        """Look up each text in the in-memory tier only (no I/O, never waits for disk: safe on an event loop)."""
+        with self._memory_lock:
             vectors = [self._remember(self.key(text)) for text in texts]
             self.memory_hits += sum(vector is not None for vector in vectors)
         return vectors
 
+    def remember_many(self, items: Iterable[tuple[str, np.ndarray]]) -> None:
+        """Put vectors in the in-memory tier only (see :meth:`set_many` for the disk)."""
+        with self._memory_lock:
+            for text, vector in items:
+                self._memorise(self.key(text), vector)
+
     def get_many(self, texts: Sequence[str]) -> list[np.ndarray | None]:
         """Look up each text in memory, then on disk; a missing, malformed or wrong-sized vector reads as ``None``."""
         keys = [self.key(text) for text in texts]
-        with self._lock:
+        with self._memory_lock:
             vectors = [self._remember(key) for key in keys]
             self.memory_hits += sum(vector is not None for vector in vectors)
-            for index, key in enumerate(keys):
-                if vectors[index] is None:
-                    vectors[index] = self._read_disk(key)
-                    if vectors[index] is not None:
-                        self.disk_hits += 1
-                        self._memorise(key, vectors[index])
-                    else:
-                        self.misses += 1
+        missing = [index for index, vector in enumerate(vectors) if vector is None]
+        if missing:
+            with self._lock:
+                for index in missing:
+                    vectors[index] = self._read_disk(keys[index])
+            found = [index for index in missing if vectors[index] is not None]
+            with self._memory_lock:
+                for index in found:
+                    self._memorise(keys[index], vectors[index])
+                self.disk_hits += len(found)
+                self.misses += len(missing) - len(found)
         return vectors
 
     def _read_disk(self, key: str) -> np.ndarray | None:
@@ -197,13 +207,14 @@ class EmbeddingCache:
         return vector
 
     def set_many(self, items: Iterable[tuple[str, np.ndarray]]) -> None:
-        """Store vectors for texts in one transaction."""
+        """Store vectors for texts, in memory and on disk in one transaction."""
         pairs = [(self.key(text), encode_vector(vector)) for text, vector in items]
         if not pairs:
             return
-        with self._lock:
+        with self._memory_lock:
             for key, blob in pairs:
                 self._memorise(key, decode_vector(blob))
+        with self._lock:
             try:
                 with self._cache.transact(retry=True):
                     for key, blob in pairs:
@@ -224,8 +235,9 @@ class EmbeddingCache:
 
     def clear(self) -> int:
         """Delete every entry (all namespaces); returns how many were removed."""
-        with self._lock:
+        with self._memory_lock:
             self._memory.clear()
+        with self._lock:
             try:
                 return self._cache.clear(retry=True)
             except _CACHE_ERRORS as error:

@@ -25,9 +25,13 @@ class CachedEncoder:
         """Open the cache namespace that belongs to ``encoder``."""
         return cls(encoder, EmbeddingCache(cache_dir, encoder.cache_namespace, cache_size_mb, dim=encoder.dim))
 
+    def embed(self, texts: Sequence[str]) -> np.ndarray:
+        """Run the model on ``texts`` (no cache involved)."""
+        return self.encoder.embed(texts)
+
     def compute(self, texts: Sequence[str]) -> np.ndarray:
         """Run the model on ``texts`` and store the vectors in the cache."""
-        vectors = self.encoder.embed(texts)
+        vectors = self.embed(texts)
         self.cache.set_many(zip(texts, vectors))
         return vectors
 

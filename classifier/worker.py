@@ -176,7 +176,8 @@ class BatchingWorker:
 
     def _compute(self, texts: list[str]) -> list[Prediction]:
         """(model thread) Run the model on a batch and apply the head to it; the cache is written in the cache thread."""
-        vectors = self.classifier.encoder.embed(texts)
+        vectors = self.classifier.embed(texts)
+        self.classifier.cache.remember_many(zip(texts, vectors))  # visible to the next lookup at once
         self._cache_thread.submit(self._store, texts, vectors)
         return self.classifier.predict_vectors(vectors, [False] * len(texts))
 

@@ -143,7 +143,7 @@ def minilm_encoder(shipped_head):
 class InstrumentedClassifier(SentimentClassifier):
     """A real classifier with a seam for tests: records each model batch, can hold it at a gate, can fail it.
 
-    ``gate``: when set, ``compute`` signals ``entered`` and then waits for the gate (the model thread blocks,
+    ``gate``: when set, ``embed`` signals ``entered`` and then waits for the gate (the model thread blocks,
     the event loop does not). ``fail_marker``: a batch holding a text that contains it raises (fault injection).
     """
 
@@ -154,14 +154,14 @@ class InstrumentedClassifier(SentimentClassifier):
         self.gate: threading.Event | None = None
         self.fail_marker: str | None = None
 
-    def compute(self, texts):
+    def embed(self, texts):
         self.batches.append(list(texts))
         self.entered.set()
         if self.gate is not None and not self.gate.wait(timeout=60):
             raise TimeoutError("test gate never opened")
         if self.fail_marker is not None and any(self.fail_marker in text for text in texts):
             raise RuntimeError(f"injected fault in a batch of {len(texts)}")
-        return super().compute(texts)
+        return super().embed(texts)
 
 
 @pytest.fixture

@@ -18,11 +18,11 @@ from bot.runner import BotService
 from bot.settings import Settings
 from bot.store import Store
 from classifier.pipeline import SentimentClassifier
+from tests.bot.helpers import WAIT, running_bot
 from tests.fake_discord import FakeDiscordServer, Seed, seed_default
 from tests.fake_discord.fixtures import fake_discord  # noqa: F401  (fixture)
 
 TOKEN = "MTIzNDU2Nzg5.fake-bot-token.dont-log-me-6f1d2c"
-WAIT = 15.0  # seconds any single wait may take (model calls on 2 CPU cores included)
 
 
 @pytest.fixture(scope="session")
@@ -78,25 +78,6 @@ def database(settings: Settings) -> Callable[[], Store]:
     yield open_store
     for store in opened:
         store.close()
-
-
-@asynccontextmanager
-async def running_bot(settings: Settings, classifier: SentimentClassifier) -> AsyncIterator[BotService]:
-    """Run the bot as ``moodbot run`` does until the block ends; entering waits until it is ready."""
-    service = BotService(settings, classifier, guild_ready_timeout=0.05)
-    stop = asyncio.Event()
-    task = asyncio.create_task(service.run(stop))
-    try:
-        async with asyncio.timeout(WAIT):
-            while service.bot is None or not service.bot.is_ready():
-                if task.done():
-                    task.result()
-                    raise AssertionError("the bot stopped before it was ready")
-                await asyncio.sleep(0.02)
-        yield service
-    finally:
-        stop.set()
-        await asyncio.wait_for(task, WAIT)
 
 
 @pytest.fixture

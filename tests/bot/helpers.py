@@ -3,13 +3,18 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
 from typing import TypeVar
 
-from tests.bot.conftest import WAIT
+from bot.runner import BotService
+from bot.settings import Settings
+from classifier.pipeline import SentimentClassifier
 from tests.fake_discord import FakeDiscordServer, FakeMessage
 
 T = TypeVar("T")
+
+WAIT = 15.0  # seconds any single wait may take (model calls on 2 CPU cores included)
 
 NEGATIVE = "this update is awful, I hate it"
 POSITIVE = "I love this server"
@@ -42,3 +47,22 @@ async def mod_log_posts(server: FakeDiscordServer, channel_id: int, count: int) 
     """Wait until the bot has posted ``count`` messages in the mod-log channel."""
     await server.wait_until(lambda: len(server.bot_messages_in(channel_id)) >= count, WAIT)
     return server.bot_messages_in(channel_id)
+
+
+@asynccontextmanager
+async def running_bot(settings: Settings, classifier: SentimentClassifier) -> AsyncIterator[BotService]:
+    """Run the bot as ``moodbot run`` does until the block ends; entering waits until it is ready."""
+    service = BotService(settings, classifier, guild_ready_timeout=0.05)
+    stop = asyncio.Event()
+    task = asyncio.create_task(service.run(stop))
+    try:
+        async with asyncio.timeout(WAIT):
+            while service.bot is None or not service.bot.is_ready():
+                if task.done():
+                    task.result()
+                    raise AssertionError("the bot stopped before it was ready")
+                await asyncio.sleep(0.02)
+        yield service
+    finally:
+        stop.set()
+        await asyncio.wait_for(task, WAIT)

@@ -94,10 +94,10 @@ async def test_moodbot_run_serves_and_stops_on_sigterm(tmp_path) -> None:
 class ExplodingClassifier(SentimentClassifier):
     """The real classifier, except that the model fails on any batch holding a 💥 (a fault, as in a CUDA OOM)."""
 
-    def compute(self, texts):
+    def embed(self, texts):
         if any("💥" in text for text in texts):
             raise RuntimeError("simulated model failure")
-        return super().compute(texts)
+        return super().embed(texts)
 
 
 async def test_model_failure_gets_a_clear_answer_and_the_worker_keeps_serving(fake_discord, world, configure, start_bot, classifier) -> None:

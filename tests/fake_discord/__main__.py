@@ -6,7 +6,6 @@ import argparse
 import asyncio
 import json
 import logging
-import signal
 import sys
 
 from .control import seed_view
@@ -21,12 +20,7 @@ async def serve(host: str, port: int, token: str | None, print_urls: bool) -> No
     await server.start()
     if print_urls:
         print(json.dumps(seed_view(server)), flush=True)
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, stop.set)
-    await stop.wait()
-    await server.stop()
+    await server.serve_until_signalled()
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -7,6 +7,7 @@ import logging
 import mimetypes
 import re
 import secrets
+import signal
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any, Callable, TypeVar
 
@@ -131,6 +132,15 @@ class FakeDiscordServer:
         if self._runner is not None:
             await self._runner.cleanup()
             self._runner = None
+
+    async def serve_until_signalled(self) -> None:
+        """Serve until SIGINT or SIGTERM, then stop (the standalone processes' main loop)."""
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
+        await stop.wait()
+        await self.stop()
 
     async def __aenter__(self) -> FakeDiscordServer:
         await self.start()

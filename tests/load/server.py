@@ -14,7 +14,6 @@ import asyncio
 import json
 import logging
 import re
-import signal
 import sys
 import time
 from collections import defaultdict
@@ -170,12 +169,7 @@ async def serve(host: str, port: int, channels: int, members: int, heartbeat_ms:
     await server.start()
     info.update(api_base=server.api_base, gateway_url=server.gateway_url, control_url=f"{server.url}/_control", url=server.url)
     print(json.dumps(info), flush=True)
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, stop.set)
-    await stop.wait()
-    await server.stop()
+    await server.serve_until_signalled()
 
 
 def main(argv: list[str] | None = None) -> None:

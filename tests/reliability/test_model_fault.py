@@ -2,7 +2,7 @@
 
 No mocks: the real bundled encoder and shipped head, the real BatchingWorker, and the real bot
 (``BotService``, the code path of ``moodbot run``) against the in-process fake Discord server. The
-fault is injected at our own seam: a :class:`SentimentClassifier` subclass whose ``compute`` (the
+fault is injected at our own seam: a :class:`SentimentClassifier` subclass whose ``embed`` (the
 one call the worker makes per batch, in its model thread) raises when the batch holds a marker text.
 """
 
@@ -23,6 +23,7 @@ from bot.settings import Settings
 from bot.store import Store
 from classifier.pipeline import SentimentClassifier
 from classifier.worker import BatchingWorker, ClassificationError
+from tests.bot.helpers import running_bot
 from tests.fake_discord import FakeDiscordServer, seed_default
 from tests.fake_discord.fixtures import fake_discord  # noqa: F401  (fixture)
 from tests.load.harness import NEGATIVE, POSITIVE
@@ -40,11 +41,11 @@ class ExplodingClassifier(SentimentClassifier):
         super().__init__(*args, **kwargs)  # type: ignore[arg-type]
         self.batches: list[list[str]] = []
 
-    def compute(self, texts: Sequence[str]) -> np.ndarray:
+    def embed(self, texts: Sequence[str]) -> np.ndarray:
         self.batches.append(list(texts))
         if any(MARKER in text for text in texts):
             raise RuntimeError("injected model failure (CUDA out of memory, say)")
-        return super().compute(texts)
+        return super().embed(texts)
 
 
 @pytest.fixture(scope="module")
@@ -70,24 +71,6 @@ async def test_worker_fails_only_the_bad_batch(exploding: ExplodingClassifier) -
         # A failed text can be retried, and later batches keep being served.
         retried = await worker.classify(f"{POSITIVE[1]} w2")
         assert retried.label == "positive"
-
-
-@asynccontextmanager
-async def running_bot(settings: Settings, classifier: SentimentClassifier) -> AsyncIterator[BotService]:
-    service = BotService(settings, classifier, guild_ready_timeout=0.05)
-    stop = asyncio.Event()
-    task = asyncio.create_task(service.run(stop))
-    try:
-        async with asyncio.timeout(WAIT):
-            while service.bot is None or not service.bot.is_ready():
-                if task.done():
-                    task.result()
-                    raise AssertionError("the bot stopped before it was ready")
-                await asyncio.sleep(0.02)
-        yield service
-    finally:
-        stop.set()
-        await asyncio.wait_for(task, WAIT)
 
 
 async def test_bot_replies_with_a_clear_error_and_keeps_serving(
