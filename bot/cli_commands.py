@@ -137,6 +137,8 @@ def _extra_sets(specs: list[str]) -> list[tuple[LabelledData, float]]:
 
 
 def cmd_train(args: argparse.Namespace, settings: Settings) -> int:
+    if args.guild is not None and not args.feedback:
+        raise ValueError("--guild selects whose moderator feedback to use: it needs --feedback")
     shipped = LogisticHead.load(settings.head or DEFAULT_HEAD_PATH) if (settings.head or DEFAULT_HEAD_PATH).is_file() else None
     pooling = Pooling.parse(args.pooling or (shipped.encoder.pooling if shipped else "cls@-1"))
     encoder = Encoder.load(args.model or settings.model, pooling=pooling, device=settings.device, max_batch_tokens=settings.max_batch_tokens)
@@ -175,9 +177,9 @@ def _feedback_set(settings: Settings, encoder: Encoder, guild: int | None) -> Fe
     # while this command embeds in fp32; those vectors differ only by rounding and are the same features.
     with Store.open_sync(settings.database_path) as store:
         found = [store.feedback_examples(f"{encoder.fingerprint}:{mode}", guild) for mode in ("fp32", "fp16", "int8")]
-    found = [(v, l) for v, l in found if len(l)]
+    found = [(v, y) for v, y in found if len(y)]
     vectors = np.concatenate([v for v, _ in found]) if found else np.empty((0, encoder.dim), np.float32)
-    labels = np.concatenate([l for _, l in found]) if found else np.empty(0, np.int64)
+    labels = np.concatenate([y for _, y in found]) if found else np.empty(0, np.int64)
     if not len(labels):
         raise ValueError("no moderator feedback stored for this encoder" + (f" in guild {guild}" if guild else ""))
     log.info("adding %d moderator feedback examples", len(labels))

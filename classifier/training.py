@@ -94,6 +94,9 @@ def train_head(encoder: EncoderSpec, sets: list[FeatureSet], dev: FeatureSet | N
 
     platt = LogisticRegression(C=1e6, max_iter=1000).fit(oof_logits[:, None], labels)
     slope, intercept = float(platt.coef_[0, 0]), float(platt.intercept_[0])
+    if slope <= 0:  # features carry no signal (CV accuracy at chance): a calibration must never flip the head
+        log.warning("Platt calibration found no signal (slope %.3f); keeping the uncalibrated head", slope)
+        slope, intercept = 1.0, 0.0
     scaler, model = _fit(features, labels, weights, c, options)
     head = LogisticHead(
         encoder=encoder,
