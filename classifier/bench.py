@@ -24,6 +24,7 @@ import asyncio
 import contextlib
 import copy
 import dataclasses
+import gc
 import json
 import logging
 import os
@@ -303,7 +304,9 @@ async def _worker_bursts(classifier: SentimentClassifier, texts: Sequence[str], 
             if phase == "model":  # the cache bursts take milliseconds: no progress bar in their way
                 with tqdm(total=len(texts), desc="worker burst", unit="msg", leave=False, disable=None) as progress:
                     results[phase] = await _burst(worker, texts, progress)
-            else:
+            else:  # a later burst: the first one's cache writes have landed and its garbage is collected
+                await worker.flush_cache_writes()
+                gc.collect()
                 results[phase] = await _burst(worker, texts, None)
     return results
 

@@ -6,6 +6,7 @@ import hashlib
 import json
 import math
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
@@ -55,15 +56,21 @@ class LogisticHead:
     def dim(self) -> int:
         return int(self.weights.shape[0])
 
+    @cached_property
+    def _folded(self) -> tuple[np.ndarray, float]:
+        """The standardisation folded into the weights: one dot product per prediction."""
+        weights = self.weights / self.scale
+        return weights, float(self.bias - self.mean @ weights)
+
     def decision(self, features: np.ndarray) -> np.ndarray:
-        """Uncalibrated logits for ``[n, dim]`` features."""
-        standardised = (np.asarray(features, dtype=np.float64) - self.mean) / self.scale
-        return standardised @ self.weights + self.bias
+        """Uncalibrated logits for ``[n, dim]`` features: ``((x - mean) / scale) @ weights + bias``."""
+        weights, bias = self._folded
+        return np.asarray(features, dtype=np.float64) @ weights + bias
 
     def predict_proba(self, features: np.ndarray) -> np.ndarray:
         """Calibrated probability of the positive class for each row."""
         logits = self.calibration_slope * self.decision(features) + self.calibration_intercept
-        return 1.0 / (1.0 + np.exp(-np.clip(logits, -500, 500)))
+        return 0.5 + 0.5 * np.tanh(0.5 * logits)  # the logistic function, without overflow
 
     def check_encoder(self, encoder: Encoder) -> None:
         """Raise :class:`HeadError` unless ``encoder`` produces the features this head was trained on."""

@@ -191,7 +191,8 @@ class BatchingWorker:
     def _set_hits(self, indices: list[int], vectors: list[np.ndarray | None], results: list[Prediction | Exception | None]) -> None:
         hits = [(i, v) for i, v in zip(indices, vectors) if v is not None]
         if hits:
-            predictions = self.classifier.predict_vectors(np.stack([v for _, v in hits]), [True] * len(hits))
+            stacked = hits[0][1][None, :] if len(hits) == 1 else np.stack([v for _, v in hits])
+            predictions = self.classifier.predict_vectors(stacked, [True] * len(hits))
             for (index, _), prediction in zip(hits, predictions):
                 results[index] = prediction
 
@@ -268,6 +269,10 @@ class BatchingWorker:
         self._active_calls -= 1
         if self._active_calls == 0:
             self._idle.set()
+
+    async def flush_cache_writes(self) -> None:
+        """Wait until every vector computed so far has been written to the disk cache."""
+        await asyncio.get_running_loop().run_in_executor(self._cache_thread, int)
 
     @property
     def queued(self) -> int:
