@@ -21,10 +21,10 @@ test: setup
 bench: setup
 	$(VENV)/bin/moodbot bench
 
-# Re-train the shipped head from ../shared/data (bit-for-bit, given the same date).
+# Re-train the shipped head from ../shared/data: bit-for-bit on an x86-64 CPU (same date, empty cache).
 head: setup
 	SOURCE_DATE_EPOCH=$$($(PYTHON) -c "import json,datetime as d;print(int(d.datetime.fromisoformat(json.load(open('classifier/heads/minilm-l6-sst2-tweets.json'))['training']['date']).replace(tzinfo=d.timezone.utc).timestamp()))") \
-	  $(VENV)/bin/moodbot train --out classifier/heads/minilm-l6-sst2-tweets.json
+	MOODBOT_CACHE_DIR=$$(mktemp -d) $(VENV)/bin/moodbot train --out classifier/heads/minilm-l6-sst2-tweets.json
 
 clean:
 	rm -rf $(VENV) var .pytest_cache

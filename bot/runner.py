@@ -56,6 +56,7 @@ class BotService:
         finally:
             await worker.close()
             await store.close()
+            log.info("worker totals: %s", worker.stats)
 
     async def _run_bot(self, bot: MoodBot, stop: asyncio.Event) -> None:
         assert self.settings.discord_token is not None
