@@ -83,7 +83,14 @@ class BatchingWorker:
 
     async def classify(self, text: str) -> Prediction:
         """Classify one text. Raises ``EmptyTextError``, ``ClassificationError`` or ``WorkerClosedError``."""
-        return (await self.classify_many([text]))[0]
+        if self._closing or self._queue is None:
+            raise WorkerClosedError("the classification worker is not running")
+        prepared = prepare_text(text)
+        vector = self.classifier.cache.get_memory([prepared])[0]
+        if vector is not None:  # the hot path: a memory-tier hit is answered without suspending
+            self.stats.memory_hits += 1
+            return self.classifier.predict_vectors(vector[None, :], [True])[0]
+        return (await self.classify_many([prepared]))[0]
 
     @overload
     async def classify_many(self, texts: Sequence[str], *, return_exceptions: Literal[False] = False) -> list[Prediction]: ...
