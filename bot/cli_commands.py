@@ -11,6 +11,7 @@ import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -19,14 +20,16 @@ from bot.settings import Settings
 from cache import EmbeddingCache
 from classifier.bundled import BundledModelError
 from classifier.data import DataFormatError, LabelledData, load_tsv
-from classifier.encoder import Encoder, EncoderError
-from classifier.features import CachedEncoder
 from classifier.head import DEFAULT_HEAD_PATH, EncoderSpec, HeadError, LogisticHead
+from classifier.identity import EncoderError
 from classifier.metrics import classification_report
 from classifier.pipeline import SentimentClassifier
 from classifier.pooling import Pooling
 from classifier.text import prepare_text
-from classifier.training import FeatureSet, TrainingOptions, train_head
+
+if TYPE_CHECKING:
+    from classifier.encoder import Encoder
+    from classifier.training import FeatureSet
 
 log = logging.getLogger("moodbot")
 
@@ -137,6 +140,10 @@ def _extra_sets(specs: list[str]) -> list[tuple[LabelledData, float]]:
 
 
 def cmd_train(args: argparse.Namespace, settings: Settings) -> int:
+    from classifier.encoder import Encoder
+    from classifier.features import CachedEncoder
+    from classifier.training import FeatureSet, TrainingOptions, train_head
+
     if args.guild is not None and not args.feedback:
         raise ValueError("--guild selects whose moderator feedback to use: it needs --feedback")
     shipped = LogisticHead.load(settings.head or DEFAULT_HEAD_PATH) if (settings.head or DEFAULT_HEAD_PATH).is_file() else None
@@ -172,6 +179,7 @@ def cmd_train(args: argparse.Namespace, settings: Settings) -> int:
 
 def _feedback_set(settings: Settings, encoder: Encoder, guild: int | None) -> FeatureSet:
     from bot.store import Store
+    from classifier.training import FeatureSet
 
     # Same model, weights and pooling in any numeric mode: the bot may run int8 (MOODBOT_QUANTIZE) or fp16 (GPU)
     # while this command embeds in fp32; those vectors differ only by rounding and are the same features.

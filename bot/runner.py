@@ -78,6 +78,7 @@ def run_bot(settings: Settings) -> int:
     from bot.cli_commands import load_classifier
 
     classifier = load_classifier(settings)
+    classifier.warm_up()
     try:
         return asyncio.run(_serve(settings, classifier))
     finally:

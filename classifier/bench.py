@@ -346,6 +346,7 @@ def run_bench(args: argparse.Namespace, settings: Any) -> int:
     with tempfile.TemporaryDirectory(prefix="moodbot-bench-") as temporary:
         cache_dir = Path(temporary) / "cache"
         subject = load_subject(model_name, settings, cache_dir)
+        subject.classifier.warm_up()  # the model loads lazily: "ready" means loaded and run once
         startup_s = time.time() - psutil.Process().create_time()
         try:
             result = _measure(subject, texts, settings, cache_dir)

@@ -8,22 +8,18 @@ compute is spent on padding.
 
 from __future__ import annotations
 
-import hashlib
-import json
 import logging
 import os
 import threading
 from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 import torch
 import transformers
 from transformers import AutoModel, AutoTokenizer, PreTrainedModel, PreTrainedTokenizerBase
 
-from classifier.bundled import BUNDLED_NAMES, BUNDLED_SHA256, bundled_model_path, file_sha256
+from classifier.identity import EncoderError, EncoderIdentity, ModelSource, fingerprint, max_length_limits, resolve_model
 from classifier.pooling import Pooling
 
 log = logging.getLogger(__name__)
@@ -34,10 +30,6 @@ transformers.utils.logging.disable_progress_bar()
 # Rows per micro-batch (besides the token budget): measured with `moodbot bench` on a 2-core CPU.
 CPU_MAX_BATCH_ROWS = 16
 GPU_MAX_BATCH_ROWS = 256
-
-
-class EncoderError(RuntimeError):
-    """The encoder could not be loaded; the message says what to do."""
 
 
 def pick_device(preference: str = "auto") -> torch.device:
@@ -55,29 +47,6 @@ def available_cpus() -> int:
         return len(os.sched_getaffinity(0))
     except AttributeError:
         return os.cpu_count() or 1
-
-
-@dataclass(frozen=True)
-class ModelSource:
-    """Where a model is loaded from and what identifies its weights."""
-
-    name: str
-    load_from: str
-    weights_id: str
-
-
-def resolve_model(name_or_path: str) -> ModelSource:
-    """Map the bundled model's names to its verified folder; local folders get their weights hashed."""
-    if name_or_path in BUNDLED_NAMES:
-        return ModelSource(BUNDLED_NAMES[0], str(bundled_model_path()), f"sha256:{BUNDLED_SHA256}")
-    path = Path(name_or_path).expanduser()
-    if path.is_dir():
-        weights = sorted(path.glob("*.safetensors"))
-        if not weights:
-            raise EncoderError(f"no *.safetensors weights in {path}: save the model with save_pretrained(safe_serialization=True)")
-        digest = hashlib.sha256("".join(file_sha256(w) for w in weights).encode()).hexdigest()
-        return ModelSource(path.resolve().name, str(path.resolve()), f"sha256:{digest}")
-    return ModelSource(name_or_path, name_or_path, "")
 
 
 class Encoder:
@@ -122,9 +91,10 @@ class Encoder:
         device: str = "auto",
         quantize: str = "none",
         max_batch_tokens: int = 8192,
+        source: ModelSource | None = None,
     ) -> Encoder:
-        """Load tokenizer and model with ``from_pretrained`` (bundled model, hub name or local folder)."""
-        source = resolve_model(name_or_path)
+        """Load tokenizer and model with ``from_pretrained`` (bundled model, hub name or local folder; ``source`` if resolved already)."""
+        source = source or resolve_model(name_or_path)
         target = pick_device(device)
         try:
             tokenizer = AutoTokenizer.from_pretrained(source.load_from)
@@ -173,21 +143,24 @@ class Encoder:
         )
 
     @property
+    def identity(self) -> EncoderIdentity:
+        """What identifies this encoder's features (see :mod:`classifier.identity`)."""
+        mode = "int8" if self.quantized else ("fp16" if self.device.type == "cuda" else "fp32")
+        return EncoderIdentity(self.name, self.weights_id, self.pooling, self.max_length, self.model.config.hidden_size, mode)
+
+    @property
     def fingerprint(self) -> str:
         """Model identity + weights + pooling: ties heads to encoders and namespaces the cache."""
-        identity = {"model": self.name, "weights": self.weights_id, "pooling": str(self.pooling), "max_length": self.max_length}
-        return hashlib.sha256(json.dumps(identity, sort_keys=True).encode()).hexdigest()[:32]
+        return fingerprint(self.name, self.weights_id, self.pooling, self.max_length)
 
     @property
     def cache_namespace(self) -> str:
         """The fingerprint plus the numeric mode, since int8 and fp16 vectors differ slightly from fp32."""
-        mode = "int8" if self.quantized else ("fp16" if self.device.type == "cuda" else "fp32")
-        return f"{self.fingerprint}:{mode}"
+        return self.identity.cache_namespace
 
     def describe(self) -> str:
         """One line for logs and reports."""
-        mode = self.cache_namespace.rsplit(":", 1)[1]
-        return f"{self.name} [{self.pooling}, {self.dim}-dim, {mode}, {self.device.type}]"
+        return self.identity.describe()
 
     def token_lengths(self, texts: Sequence[str]) -> list[list[int]]:
         """Token ids per text, truncated to the model's maximum length."""
@@ -283,11 +256,7 @@ def _single_threaded_pool(workers: int) -> ThreadPoolExecutor:
 
 def _max_length(folder: str, tokenizer: PreTrainedTokenizerBase, model: PreTrainedModel) -> int:
     """The sentence-transformers ``max_seq_length`` when present, else tokenizer and position limits."""
-    limits = [getattr(model.config, "max_position_embeddings", 512), tokenizer.model_max_length, 512]
-    st_config = Path(folder) / "sentence_bert_config.json"
-    if st_config.is_file():
-        limits.append(int(json.loads(st_config.read_text()).get("max_seq_length", 512)))
-    return int(min(limits))
+    return max_length_limits(folder, getattr(model.config, "max_position_embeddings", 512), tokenizer.model_max_length)
 
 
 def _quantize_int8(model: PreTrainedModel) -> PreTrainedModel:

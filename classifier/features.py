@@ -3,12 +3,18 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import TYPE_CHECKING, Union
 
 import numpy as np
 from tqdm import tqdm
 
 from cache import EmbeddingCache
-from classifier.encoder import Encoder
+
+if TYPE_CHECKING:
+    from classifier.encoder import Encoder
+    from classifier.lazy import LazyEncoder
+
+EncoderLike = Union["Encoder", "LazyEncoder"]
 
 PROGRESS_CHUNK = 256
 
@@ -16,12 +22,12 @@ PROGRESS_CHUNK = 256
 class CachedEncoder:
     """An :class:`Encoder` whose vectors are read from and written to an :class:`EmbeddingCache`."""
 
-    def __init__(self, encoder: Encoder, cache: EmbeddingCache) -> None:
+    def __init__(self, encoder: EncoderLike, cache: EmbeddingCache) -> None:
         self.encoder = encoder
         self.cache = cache
 
     @classmethod
-    def open(cls, encoder: Encoder, cache_dir: str, cache_size_mb: int = 512) -> CachedEncoder:
+    def open(cls, encoder: EncoderLike, cache_dir: str, cache_size_mb: int = 512) -> CachedEncoder:
         """Open the cache namespace that belongs to ``encoder``."""
         return cls(encoder, EmbeddingCache(cache_dir, encoder.cache_namespace, cache_size_mb, dim=encoder.dim))
 

@@ -8,11 +8,12 @@ import math
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from classifier.encoder import Encoder
+if TYPE_CHECKING:
+    from classifier.features import EncoderLike
 
 FORMAT = "moodbot-head"
 VERSION = 1
@@ -35,7 +36,7 @@ class EncoderSpec:
     fingerprint: str
 
     @classmethod
-    def of(cls, encoder: Encoder) -> EncoderSpec:
+    def of(cls, encoder: EncoderLike) -> EncoderSpec:
         return cls(encoder.name, encoder.weights_id, str(encoder.pooling), encoder.max_length, encoder.fingerprint)
 
 
@@ -72,7 +73,7 @@ class LogisticHead:
         logits = self.calibration_slope * self.decision(features) + self.calibration_intercept
         return 0.5 + 0.5 * np.tanh(0.5 * logits)  # the logistic function, without overflow
 
-    def check_encoder(self, encoder: Encoder) -> None:
+    def check_encoder(self, encoder: EncoderLike) -> None:
         """Raise :class:`HeadError` unless ``encoder`` produces the features this head was trained on."""
         if encoder.fingerprint != self.encoder.fingerprint:
             raise HeadError(

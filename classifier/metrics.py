@@ -5,7 +5,6 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 
 import numpy as np
-from sklearn.metrics import accuracy_score, confusion_matrix, precision_recall_fscore_support
 
 from classifier.head import CLASSES
 
@@ -53,19 +52,23 @@ class Report:
 
 
 def classification_report(labels: np.ndarray, p_positive: np.ndarray) -> Report:
-    """Compute the :class:`Report` for true ``labels`` and predicted ``p_positive``."""
+    """Compute the :class:`Report` for true ``labels`` and predicted ``p_positive`` (numpy only: evaluate stays light)."""
     predicted = (p_positive >= 0.5).astype(int)
-    precision, recall, f1, support = precision_recall_fscore_support(labels, predicted, labels=[0, 1], zero_division=0)
+    confusion = np.array([[np.sum((labels == t) & (predicted == p)) for p in (0, 1)] for t in (0, 1)])
+    per_class = {}
+    for index, name in enumerate(CLASSES):
+        hits, called, support = confusion[index, index], confusion[:, index].sum(), confusion[index].sum()
+        precision = hits / called if called else 0.0
+        recall = hits / support if support else 0.0
+        f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
+        per_class[name] = {"precision": float(precision), "recall": float(recall), "f1": float(f1), "support": int(support)}
     flagged = (1.0 - p_positive) >= 0.9
     negatives = labels == 0
     return Report(
         n=int(len(labels)),
-        accuracy=float(accuracy_score(labels, predicted)),
-        per_class={
-            name: {"precision": float(precision[i]), "recall": float(recall[i]), "f1": float(f1[i]), "support": int(support[i])}
-            for i, name in enumerate(CLASSES)
-        },
-        confusion=confusion_matrix(labels, predicted, labels=[0, 1]).tolist(),
+        accuracy=float(np.mean(predicted == labels)),
+        per_class=per_class,
+        confusion=confusion.tolist(),
         ece=expected_calibration_error(labels, p_positive),
         negative_precision_at_0_9=float(negatives[flagged].mean()) if flagged.any() else None,
         negative_recall_at_0_9=float(flagged[negatives].mean()) if negatives.any() else 0.0,

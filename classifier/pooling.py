@@ -9,8 +9,10 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-import torch
+if TYPE_CHECKING:  # torch is imported by whoever runs the model; parsing a spec must not need it
+    import torch
 
 METHODS = ("cls", "mean", "max")
 
@@ -52,6 +54,8 @@ class Pooling:
 
     def __call__(self, hidden_states: Sequence[torch.Tensor], attention_mask: torch.Tensor) -> torch.Tensor:
         """Pool ``hidden_states`` ([batch, seq, hidden] each) into [batch, output_dim] float32."""
+        import torch
+
         mask = attention_mask.unsqueeze(-1).to(torch.float32)
         parts = []
         for layer in self.layers:
