@@ -18,10 +18,6 @@ DEFAULT_DEV = SHARED_DATA / "sst2/dev.tsv"
 DEFAULT_EXTRA = (f"{SHARED_DATA / 'tweeteval/val_binary.tsv'}:1.0",)
 
 
-class CliError(Exception):
-    """A user-facing failure: printed as one line, exit status 2."""
-
-
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser for every sub-command."""
     parser = argparse.ArgumentParser(

@@ -79,6 +79,7 @@ class CacheStats:
 
     @property
     def hit_rate(self) -> float:
+        """Share of lookups answered from either tier."""
         total = self.disk_hits + self.memory_hits + self.misses
         return (self.disk_hits + self.memory_hits) / total if total else 0.0
 

@@ -26,10 +26,6 @@ class LazyEncoder:
         self.fingerprint, self.cache_namespace = identity.fingerprint, identity.cache_namespace
 
     @property
-    def is_loaded(self) -> bool:
-        return self._encoder is not None
-
-    @property
     def loaded(self) -> Encoder:
         """The real encoder, loaded on first access; it must have the identity promised."""
         with self._lock:
