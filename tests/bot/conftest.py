@@ -3,10 +3,8 @@ and the real bot (``BotService``, the code path of ``moodbot run``) started and 
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from collections.abc import AsyncIterator, Callable, Iterator
-from contextlib import asynccontextmanager
 from dataclasses import replace
 from pathlib import Path
 
@@ -18,7 +16,7 @@ from bot.runner import BotService
 from bot.settings import Settings
 from bot.store import Store
 from classifier.pipeline import SentimentClassifier
-from tests.bot.helpers import WAIT, running_bot
+from tests.bot.helpers import running_bot
 from tests.fake_discord import FakeDiscordServer, Seed, seed_default
 from tests.fake_discord.fixtures import fake_discord  # noqa: F401  (fixture)
 

@@ -5,8 +5,7 @@ from __future__ import annotations
 import pytest
 
 from bot.store import FlagStatus
-from tests.bot.conftest import WAIT
-from tests.bot.helpers import NEGATIVE, PNG_MAGIC, POSITIVE, THRESHOLD, assert_pings_nobody, mod_log_posts
+from tests.bot.helpers import WAIT, NEGATIVE, PNG_MAGIC, POSITIVE, THRESHOLD, assert_pings_nobody, mod_log_posts
 
 pytestmark = pytest.mark.timeout(90)
 

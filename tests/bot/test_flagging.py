@@ -9,8 +9,8 @@ import pytest
 
 from bot.store import FlagStatus, ReviewAction
 from classifier.text import prepare_text
-from tests.bot.conftest import TOKEN, WAIT
-from tests.bot.helpers import NEGATIVE, POSITIVE, THRESHOLD, assert_pings_nobody, button_ids, eventually, mod_log_posts
+from tests.bot.conftest import TOKEN
+from tests.bot.helpers import WAIT, NEGATIVE, POSITIVE, THRESHOLD, assert_pings_nobody, button_ids, eventually, mod_log_posts
 
 pytestmark = pytest.mark.timeout(90)
 

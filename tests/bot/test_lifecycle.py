@@ -14,8 +14,8 @@ import pytest
 
 from bot.runner import _serve
 from classifier.pipeline import SentimentClassifier
-from tests.bot.conftest import TOKEN, WAIT
-from tests.bot.helpers import NEGATIVE, POSITIVE, THRESHOLD, mod_log_posts
+from tests.bot.conftest import TOKEN
+from tests.bot.helpers import WAIT, NEGATIVE, POSITIVE, THRESHOLD, mod_log_posts
 from tests.fake_discord import FakeDiscordServer, seed_default
 
 pytestmark = pytest.mark.timeout(120)

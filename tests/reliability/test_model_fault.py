@@ -9,8 +9,7 @@ one call the worker makes per batch, in its model thread) raises when the batch 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Iterator, Sequence
-from contextlib import asynccontextmanager
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import discord
@@ -18,7 +17,6 @@ import numpy as np
 import pytest
 
 from bot.cli_commands import load_classifier
-from bot.runner import BotService
 from bot.settings import Settings
 from bot.store import Store
 from classifier.pipeline import SentimentClassifier
