@@ -154,10 +154,10 @@ class EmbeddingCache:
         return vectors
 
     def remember_many(self, items: Iterable[tuple[str, np.ndarray]]) -> None:
-        """Put vectors in the in-memory tier only (see :meth:`set_many` for the disk)."""
+        """Put vectors in the in-memory tier only (copies: a row never keeps its whole batch alive)."""
         with self._memory_lock:
             for text, vector in items:
-                self._memorise(self.key(text), vector)
+                self._memorise(self.key(text), np.array(vector, dtype=np.float32))
 
     def get_many(self, texts: Sequence[str]) -> list[np.ndarray | None]:
         """Look up each text in memory, then on disk; a missing, malformed or wrong-sized vector reads as ``None``."""
@@ -208,13 +208,16 @@ class EmbeddingCache:
         return vector
 
     def set_many(self, items: Iterable[tuple[str, np.ndarray]]) -> None:
-        """Store vectors for texts, in memory and on disk in one transaction."""
+        """Store vectors for texts in memory and on disk."""
+        items = list(items)
+        self.remember_many(items)
+        self.write_disk(items)
+
+    def write_disk(self, items: Iterable[tuple[str, np.ndarray]]) -> None:
+        """Store vectors on disk only, in one transaction, then evict down to the size limit."""
         pairs = [(self.key(text), encode_vector(vector)) for text, vector in items]
         if not pairs:
             return
-        with self._memory_lock:
-            for key, blob in pairs:
-                self._memorise(key, decode_vector(blob))
         with self._lock:
             try:
                 with self._cache.transact(retry=True):

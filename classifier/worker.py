@@ -83,14 +83,16 @@ class BatchingWorker:
 
     async def classify(self, text: str) -> Prediction:
         """Classify one text. Raises ``EmptyTextError``, ``ClassificationError`` or ``WorkerClosedError``."""
-        if self._closing or self._queue is None:
-            raise WorkerClosedError("the classification worker is not running")
-        prepared = prepare_text(text)
-        vector = self.classifier.cache.get_memory([prepared])[0]
-        if vector is not None:  # the hot path: a memory-tier hit is answered without suspending
-            self.stats.memory_hits += 1
-            return self.classifier.predict_vectors(vector[None, :], [True])[0]
-        return (await self.classify_many([prepared]))[0]
+        self._check_open()
+        prepared, results = {0: prepare_text(text)}, [None]
+        self._fill_from_memory(prepared, results)
+        if results[0] is None:  # else the hot path: a memory-tier hit is answered without suspending
+            self._enter()
+            try:
+                await self._fill_from_disk_and_model(prepared, results, return_exceptions=False)
+            finally:
+                self._leave()
+        return results[0]  # type: ignore[return-value]
 
     @overload
     async def classify_many(self, texts: Sequence[str], *, return_exceptions: Literal[False] = False) -> list[Prediction]: ...
@@ -99,8 +101,7 @@ class BatchingWorker:
 
     async def classify_many(self, texts: Sequence[str], *, return_exceptions: bool = False) -> list[Prediction] | list[Prediction | Exception]:
         """Classify several texts with one cache lookup; like ``asyncio.gather``, errors raise or are returned."""
-        if self._closing or self._queue is None:
-            raise WorkerClosedError("the classification worker is not running")
+        self._check_open()
         self._enter()
         try:
             return await self._classify_many(texts, return_exceptions)
@@ -117,33 +118,41 @@ class BatchingWorker:
                 if not return_exceptions:
                     raise
                 results[index] = error
-        await self._fill_from_cache(prepared, results)
-        misses = {i: t for i, t in prepared.items() if results[i] is None}
-        futures = {i: await self._submit(t) for i, t in misses.items()}
-        outcomes = await asyncio.gather(*(asyncio.shield(f) for f in futures.values()), return_exceptions=True)
-        for index, outcome in zip(futures, outcomes):
-            if isinstance(outcome, BaseException):
-                if not return_exceptions or not isinstance(outcome, Exception):
-                    raise outcome
-                results[index] = outcome
-            else:
-                results[index] = outcome
+        self._fill_from_memory(prepared, results)
+        await self._fill_from_disk_and_model(prepared, results, return_exceptions)
         return results  # type: ignore[return-value]
 
-    async def _fill_from_cache(self, prepared: dict[int, str], results: list[Prediction | Exception | None]) -> None:
-        """Answer what the cache holds: memory tier inline, disk tier in the cache thread."""
-        cache = self.classifier.cache
+    def _check_open(self) -> None:
+        if self._closing or self._queue is None:
+            raise WorkerClosedError("the classification worker is not running")
+
+    def _fill_from_memory(self, prepared: dict[int, str], results: list[Prediction | Exception | None]) -> None:
+        """Answer what the memory tier holds, inline (no I/O, no suspension)."""
         indices = list(prepared)
-        memory = cache.get_memory([prepared[i] for i in indices])
-        self._set_hits(indices, memory, results)
-        self.stats.memory_hits += sum(v is not None for v in memory)
-        rest = [i for i, v in zip(indices, memory) if v is None and prepared[i] not in self._in_flight]
+        predictions = self._hit_predictions(self.classifier.cache.get_memory([prepared[i] for i in indices]))
+        for index, prediction in zip(indices, predictions):
+            if prediction is not None:
+                results[index] = prediction
+                self.stats.memory_hits += 1
+
+    async def _fill_from_disk_and_model(
+        self, prepared: dict[int, str], results: list[Prediction | Exception | None], return_exceptions: bool
+    ) -> None:
+        """Answer the rest from the disk tier (cache thread), then the model (queued, batched, de-duplicated)."""
+        rest = [i for i in prepared if results[i] is None and prepared[i] not in self._in_flight]
         if rest:
             disk = await self._read_disk([prepared[i] for i in rest])
             for index, prediction in zip(rest, disk):
                 if prediction is not None:
                     results[index] = prediction
             self.stats.disk_hits += sum(p is not None for p in disk)
+        misses = {i: t for i, t in prepared.items() if results[i] is None}
+        futures = {i: await self._submit(t) for i, t in misses.items()}
+        outcomes = await asyncio.gather(*(asyncio.shield(f) for f in futures.values()), return_exceptions=True)
+        for index, outcome in zip(futures, outcomes):
+            if isinstance(outcome, BaseException) and (not return_exceptions or not isinstance(outcome, Exception)):
+                raise outcome
+            results[index] = outcome
 
     async def _read_disk(self, texts: list[str]) -> list[Prediction | None]:
         """Disk-tier lookups of every caller in this loop iteration go to the cache thread as one ``get_many``."""
@@ -173,11 +182,15 @@ class BatchingWorker:
 
     def _disk_predictions(self, texts: list[str]) -> list[Prediction | None]:
         """(cache thread) Disk-tier vectors for ``texts`` and, for the hits, the head's predictions in one pass."""
-        vectors = self.classifier.cache.get_many(texts)
-        predictions: list[Prediction | None] = [None] * len(texts)
+        return self._hit_predictions(self.classifier.cache.get_many(texts))
+
+    def _hit_predictions(self, vectors: list[np.ndarray | None]) -> list[Prediction | None]:
+        """The head's predictions for the cached vectors (one matrix product), ``None`` where there was none."""
         hits = [i for i, v in enumerate(vectors) if v is not None]
+        predictions: list[Prediction | None] = [None] * len(vectors)
         if hits:
-            for index, prediction in zip(hits, self.classifier.predict_vectors(np.stack([vectors[i] for i in hits]), [True] * len(hits))):
+            stacked = vectors[hits[0]][None, :] if len(hits) == 1 else np.stack([vectors[i] for i in hits])
+            for index, prediction in zip(hits, self.classifier.predict_vectors(stacked, [True] * len(hits))):
                 predictions[index] = prediction
         return predictions
 
@@ -191,17 +204,9 @@ class BatchingWorker:
     def _store(self, texts: list[str], vectors: np.ndarray) -> None:
         """(cache thread) Write a computed batch to the cache; a failure costs only future cache hits."""
         try:
-            self.classifier.cache.set_many(zip(texts, vectors))
+            self.classifier.cache.write_disk(zip(texts, vectors))
         except Exception as error:
             log.warning("could not cache %d vectors: %s", len(texts), error)
-
-    def _set_hits(self, indices: list[int], vectors: list[np.ndarray | None], results: list[Prediction | Exception | None]) -> None:
-        hits = [(i, v) for i, v in zip(indices, vectors) if v is not None]
-        if hits:
-            stacked = hits[0][1][None, :] if len(hits) == 1 else np.stack([v for _, v in hits])
-            predictions = self.classifier.predict_vectors(stacked, [True] * len(hits))
-            for (index, _), prediction in zip(hits, predictions):
-                results[index] = prediction
 
     async def _submit(self, text: str) -> asyncio.Future[Prediction]:
         """The future of ``text``'s vector: joins an identical text in flight, else queues it."""
