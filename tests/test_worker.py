@@ -216,14 +216,20 @@ async def test_event_loop_is_not_blocked_while_the_model_runs(classifier) -> Non
     assert ticks == 100
 
 
+async def hold_model_and_fill_queue(worker: BatchingWorker, classifier) -> tuple[asyncio.Future, asyncio.Future]:
+    """With ``max_batch=1, queue_size=1``: one text held in the model thread, one waiting in the full queue."""
+    running = asyncio.ensure_future(worker.classify("running"))
+    await asyncio.to_thread(classifier.entered.wait, 10)
+    queued = asyncio.ensure_future(worker.classify("queued"))
+    await until(lambda: worker.queued == 1)
+    return running, queued
+
+
 async def test_caller_cancelled_while_waiting_for_room_does_not_strand_others(classifier) -> None:
     """A caller that gives up while the queue is full must not leave an in-flight text nobody will compute."""
     classifier.gate = threading.Event()
     async with BatchingWorker(classifier, max_batch=1, max_wait_ms=0, queue_size=1) as worker:
-        running = asyncio.ensure_future(worker.classify("running"))
-        await asyncio.to_thread(classifier.entered.wait, 10)
-        queued = asyncio.ensure_future(worker.classify("queued"))
-        await until(lambda: worker.queued == 1)
+        running, queued = await hold_model_and_fill_queue(worker, classifier)
         impatient = asyncio.ensure_future(worker.classify("popular text"))  # blocked: the queue is full
         await until(lambda: "popular text" in worker._in_flight)
         patient = asyncio.ensure_future(worker.classify("popular text"))  # joins the impatient caller's text
@@ -241,10 +247,7 @@ async def test_caller_cancelled_while_waiting_for_room_does_not_strand_others(cl
 async def test_cancelled_lone_caller_leaves_nothing_behind(classifier) -> None:
     classifier.gate = threading.Event()
     async with BatchingWorker(classifier, max_batch=1, max_wait_ms=0, queue_size=1) as worker:
-        running = asyncio.ensure_future(worker.classify("running"))
-        await asyncio.to_thread(classifier.entered.wait, 10)
-        queued = asyncio.ensure_future(worker.classify("queued"))
-        await until(lambda: worker.queued == 1)
+        running, queued = await hold_model_and_fill_queue(worker, classifier)
         lonely = asyncio.ensure_future(worker.classify("nobody else wants this"))
         await until(lambda: "nobody else wants this" in worker._in_flight)
         lonely.cancel()
