@@ -1,13 +1,14 @@
-# Quick start: `make run` and `make test` each set up .venv (once, and again when pyproject.toml changes).
+# Quick start: `make run` and `make test` each set up .venv (once, and again when pyproject.toml or the bundled-model pins change).
 VENV   := .venv
 PYTHON := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: setup run test bench head clean
+.PHONY: setup run test lint bench head clean
 
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml classifier/bundled-requirements.txt
 	test -x $(PYTHON) || python3 -m venv $(VENV)
-	$(PYTHON) -m pip install --quiet --disable-pip-version-check -e '.[test]'
+	$(PYTHON) -m pip install --quiet --disable-pip-version-check -e '.[test,scale]'
+	$(PYTHON) -m pip install --quiet --disable-pip-version-check --no-deps --require-hashes -r classifier/bundled-requirements.txt
 	touch $(STAMP)
 
 setup: $(STAMP)
@@ -17,6 +18,9 @@ run: setup
 
 test: setup
 	$(PYTHON) -m pytest
+
+lint: setup
+	$(VENV)/bin/ruff check .
 
 bench: setup
 	$(VENV)/bin/moodbot bench

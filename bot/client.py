@@ -1,4 +1,5 @@
-"""The Discord client: a ``commands.Bot`` that owns the store and the classification worker."""
+"""The Discord client: a ``commands.Bot`` that owns the store and the classification worker; with shard settings,
+an ``AutoShardedBot`` that runs the configured shards of several processes."""
 
 from __future__ import annotations
 
@@ -12,15 +13,19 @@ import discord
 from discord import app_commands
 from discord.ext import commands
 
+from bot.command_sync import sync_if_changed
+from bot.identify import IdentifyGate
 from bot.settings import Settings
+from bot.sharding import ShardConfig
 from bot.store import AsyncStore
+from bot.ui import send_ephemeral
 from classifier.prediction import Prediction
 from classifier.worker import BatchingWorker, ClassificationError, WorkerClosedError
 
 log = logging.getLogger(__name__)
 
 DRAIN_SECONDS = 10.0
-#: ``consumer(message, prediction, flag, live)``: acts on a classified message (``flag``/``live``: what it is eligible for).
+#: ``consumer(message, prediction, flag, live)``: acts on a classified message (``flag``/``live``: what it may get).
 MessageConsumer = Callable[[discord.Message, Prediction, bool, bool], Awaitable[None]]
 
 EXTENSIONS = (
@@ -43,14 +48,6 @@ def bot_intents(message_content: bool = True) -> discord.Intents:
     return intents
 
 
-async def send_ephemeral(interaction: discord.Interaction, content: str, **kwargs: object) -> None:
-    """Answer ``interaction`` privately, whether or not it was already answered or deferred."""
-    if interaction.response.is_done():
-        await interaction.followup.send(content, ephemeral=True, **kwargs)  # type: ignore[arg-type]
-    else:
-        await interaction.response.send_message(content, ephemeral=True, **kwargs)  # type: ignore[arg-type]
-
-
 class MoodTree(app_commands.CommandTree["MoodBot"]):
     """Turns every app-command failure into a short private answer; unexpected ones are logged."""
 
@@ -64,7 +61,9 @@ class MoodTree(app_commands.CommandTree["MoodBot"]):
         elif isinstance(cause, app_commands.NoPrivateMessage):
             message = "This command only works in a server."
         elif isinstance(cause, ClassificationError):
-            log.warning("classification failed for /%s: %s", interaction.command and interaction.command.qualified_name, cause)
+            log.warning(
+                "classification failed for /%s: %s", interaction.command and interaction.command.qualified_name, cause
+            )
             message = "Sorry, the sentiment model failed on that text. Please try again later."
         elif isinstance(cause, WorkerClosedError):
             message = "The bot is shutting down; please try again in a moment."
@@ -81,10 +80,17 @@ class MoodTree(app_commands.CommandTree["MoodBot"]):
 
 
 class MoodBot(commands.Bot):
-    """Loads the cogs and syncs app commands at start-up; on close, lets in-flight messages finish (flags are not dropped)."""
+    """Loads the cogs and syncs app commands when they changed; on close, lets in-flight messages finish (no flag is
+    lost)."""
 
     def __init__(
-        self, settings: Settings, store: AsyncStore, worker: BatchingWorker, *, message_content: bool = True, **options: Any
+        self,
+        settings: Settings,
+        store: AsyncStore,
+        worker: BatchingWorker,
+        *,
+        message_content: bool = True,
+        **options: Any,
     ) -> None:
         super().__init__(
             command_prefix=commands.when_mentioned,
@@ -95,6 +101,7 @@ class MoodBot(commands.Bot):
             **options,
         )
         self.settings = settings
+        self.shard_config = settings.shards or ShardConfig()
         self.store = store
         self.worker = worker
         self.message_content = message_content
@@ -124,12 +131,48 @@ class MoodBot(commands.Bot):
             log.warning("closing with %d messages still being handled", self._handling)
         await super().close()
 
+    def owns_guild(self, guild_id: int) -> bool:
+        """Whether this process runs the shard of the guild, and so does its per-guild jobs."""
+        return self.shard_config.owns(guild_id)
+
     async def setup_hook(self) -> None:
         for extension in EXTENSIONS:
             await self.load_extension(extension)
-        synced = await self.tree.sync()
-        log.info("loaded %d extensions, synced %d application commands", len(EXTENSIONS), len(synced))
+        assert self.application_id is not None  # known once logged in, before this hook
+        synced = await sync_if_changed(self.tree, self.store, self.application_id)
+        if synced is not None:
+            log.info("loaded %d extensions, synced %d application commands", len(EXTENSIONS), synced)
 
     async def on_ready(self) -> None:
         assert self.user is not None
         log.info("connected as %s (id %s) to %d guilds", self.user, self.user.id, len(self.guilds))
+
+
+class ShardedMoodBot(MoodBot, commands.AutoShardedBot):
+    """:class:`MoodBot` on the shards of ``settings.shards``: Discord sends it the events of those shards' guilds only.
+
+    Logins take turns across processes (:class:`~bot.identify.IdentifyGate`: a Redis lock per rate-limit bucket
+    when the cache URL names a Redis).
+    """
+
+    def __init__(self, settings: Settings, store: AsyncStore, worker: BatchingWorker, **options: Any) -> None:
+        shards = settings.shards or ShardConfig()
+        ids = list(shards.ids) if shards.ids is not None else None
+        super().__init__(settings, store, worker, shard_count=shards.count, shard_ids=ids, **options)
+        self.identify_gate = IdentifyGate(
+            self._max_concurrency, settings.cache_url, timeout_s=settings.cache_timeout_s
+        )
+
+    async def _max_concurrency(self) -> int:
+        try:
+            return (await self.fetch_session_start_limits()).max_concurrency
+        except discord.DiscordException as error:
+            log.warning("could not read the session start limit (%s): identifying one shard at a time", error)
+            return 1
+
+    async def before_identify_hook(self, shard_id: int | None, *, initial: bool = False) -> None:
+        await self.identify_gate.wait(shard_id or 0, initial)
+
+    async def close(self) -> None:
+        await super().close()
+        await self.identify_gate.aclose()

@@ -38,5 +38,5 @@ def configure_logging(level: str = "INFO", secrets: Iterable[str | None] = ()) -
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level)
-    for noisy in ("matplotlib", "PIL", "urllib3", "filelock"):
+    for noisy in ("matplotlib", "PIL", "urllib3", "filelock", "alembic"):
         logging.getLogger(noisy).setLevel(logging.WARNING)

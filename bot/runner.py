@@ -9,7 +9,7 @@ from typing import Any
 
 import discord
 
-from bot.client import MoodBot
+from bot.client import MoodBot, ShardedMoodBot
 from bot.endpoints import configure_endpoints
 from bot.settings import Settings
 from bot.store import AsyncStore
@@ -33,15 +33,18 @@ class BotService:
         if not self.settings.discord_token:
             raise ValueError("DISCORD_TOKEN is not set")
         configure_endpoints(self.settings.discord_api_base, self.settings.discord_gateway_url)
-        store = await AsyncStore.open(self.settings.database_path, self.settings.flag_threshold)
-        worker = BatchingWorker(
-            self.classifier, max_batch=self.settings.max_batch, max_wait_ms=self.settings.max_wait_ms, queue_size=self.settings.queue_size
+        store = await AsyncStore.open(
+            self.settings.database, self.settings.flag_threshold, self.settings.database_pool_size
         )
+        worker = BatchingWorker.configured(self.classifier, self.settings.worker_config())
         await worker.start()
         try:
             message_content = True
+            bot_class = MoodBot if self.settings.shards is None else ShardedMoodBot
+            if self.settings.shards is not None:
+                log.info("running %s", self.settings.shards.describe())
             while not stop.is_set():
-                self.bot = MoodBot(self.settings, store, worker, message_content=message_content, **self.bot_options)
+                self.bot = bot_class(self.settings, store, worker, message_content=message_content, **self.bot_options)
                 try:
                     await self._run_bot(self.bot, stop)
                     return
@@ -75,9 +78,7 @@ class BotService:
 
 def run_bot(settings: Settings) -> int:
     """Run until SIGINT/SIGTERM; 0 on a clean stop, 1 when Discord rejects the token."""
-    from bot.cli_commands import load_classifier
-
-    classifier = load_classifier(settings)
+    classifier = SentimentClassifier.load(settings.classifier_config())
     classifier.warm_up()
     try:
         return asyncio.run(_serve(settings, classifier))

@@ -7,14 +7,24 @@ The environment wins over `.env`. Every value is validated at start-up: a bad on
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TypeVar
+from urllib.parse import urlsplit
 
 from dotenv import dotenv_values
 
-DEFAULT_MODEL = "sentence-transformers/all-MiniLM-L6-v2"
+from bot.sharding import ShardConfig, parse_count, parse_ids
+from classifier.config import (
+    DEFAULT_FLAG_THRESHOLD,
+    DEFAULT_MODEL,
+    FLAG_THRESHOLD_RANGE,
+    ClassifierConfig,
+    WorkerConfig,
+)
+
 DEFAULT_API_BASE = "https://discord.com/api/v10"
 DEFAULT_GATEWAY_URL = "wss://gateway.discord.gg/"
 
@@ -32,24 +42,54 @@ class Settings:
     discord_token: str | None = field(default=None, repr=False)
     model: str = DEFAULT_MODEL
     head: Path | None = None
-    device: str = "auto"
-    quantize: str = "none"
+    device: str = ClassifierConfig.device
+    quantize: str = ClassifierConfig.quantize
     data_dir: Path = Path("var")
-    cache_dir: Path = Path("var/cache")
-    cache_size_mb: int = 512
-    max_batch: int = 512
-    max_wait_ms: float = 5.0
-    max_batch_tokens: int = 8192
-    queue_size: int = 1024
-    flag_threshold: float = 0.9
+    cache_dir: Path = ClassifierConfig.cache_dir
+    cache_size_mb: int = ClassifierConfig.cache_size_mb
+    cache_url: str | None = field(default=None, repr=False)  # may hold a Redis password
+    cache_ttl_s: int = WorkerConfig.cache_ttl_s
+    cache_pool_size: int = WorkerConfig.cache_pool_size
+    cache_timeout_s: float = WorkerConfig.cache_timeout_s
+    max_batch: int = WorkerConfig.max_batch
+    max_wait_ms: float = WorkerConfig.max_wait_ms
+    max_batch_tokens: int = ClassifierConfig.max_batch_tokens
+    inference_url: str | None = ClassifierConfig.inference_url
+    inference_timeout_s: float = ClassifierConfig.inference_timeout_s
+    queue_size: int = WorkerConfig.queue_size
+    flag_threshold: float = DEFAULT_FLAG_THRESHOLD
     discord_api_base: str = DEFAULT_API_BASE
     discord_gateway_url: str = DEFAULT_GATEWAY_URL
     log_level: str = "INFO"
+    database_url: str | None = field(default=None, repr=False)  # may hold a password; None: database_path
+    database_pool_size: int | None = None  # connections per process; None: the store's default
+    shards: ShardConfig | None = None  # None: one process on every shard (MOODBOT_SHARD_COUNT unset)
+
+    def worker_config(self) -> WorkerConfig:
+        """Batching limits and the shared cache tier for the classification worker."""
+        return WorkerConfig(
+            max_batch=self.max_batch, max_wait_ms=self.max_wait_ms, queue_size=self.queue_size,
+            cache_url=self.cache_url, cache_ttl_s=self.cache_ttl_s, cache_pool_size=self.cache_pool_size,
+            cache_timeout_s=self.cache_timeout_s,
+        )
 
     @property
     def database_path(self) -> Path:
-        """The SQLite file holding guild settings, opt-outs and flags."""
+        """The default database: an SQLite file holding guild settings, opt-outs and flags."""
         return self.data_dir / "moodbot.sqlite3"
+
+    @property
+    def database(self) -> str:
+        """Where the store lives: ``MOODBOT_DATABASE_URL``, else the SQLite file :attr:`database_path`."""
+        return self.database_url or f"sqlite:///{self.database_path}"
+
+    def classifier_config(self) -> ClassifierConfig:
+        """Encoder, head and cache, for ``SentimentClassifier.load``."""
+        return ClassifierConfig(
+            model=self.model, head=self.head, cache_dir=self.cache_dir, cache_size_mb=self.cache_size_mb,
+            device=self.device, quantize=self.quantize, max_batch_tokens=self.max_batch_tokens,
+            inference_url=self.inference_url, inference_timeout_s=self.inference_timeout_s,
+        )
 
 
 def _int(low: int, high: int | None = None) -> Callable[[str], int]:
@@ -96,6 +136,27 @@ def _url(*schemes: str) -> Callable[[str], str]:
     return parse
 
 
+def _redis_url(raw: str) -> str:
+    """a redis://HOST[:PORT][/DB], rediss://... or unix://PATH URL"""
+    value = raw.strip()
+    parts = urlsplit(value)
+    parts.port  # noqa: B018 -- raises ValueError for a port that is not a number
+    if (parts.scheme in ("redis", "rediss") and parts.hostname) or (parts.scheme == "unix" and parts.path):
+        return value
+    raise ValueError
+
+
+def _database_url(raw: str) -> str:
+    """sqlite:///PATH or postgresql://USER:PASSWORD@HOST:PORT/DATABASE"""
+    from bot.store.engine import resolve_url  # the store's own check, imported only when the variable is set
+
+    value = raw.strip()
+    if "://" not in value:
+        raise ValueError
+    resolve_url(value)  # StoreError is a ValueError
+    return value
+
+
 def load_settings(environ: Mapping[str, str] | None = None, dotenv_path: str | Path | None = ".env") -> Settings:
     """Build :class:`Settings` from ``environ`` (default ``os.environ``) layered over ``.env``."""
     values: dict[str, str] = {}
@@ -110,27 +171,52 @@ def load_settings(environ: Mapping[str, str] | None = None, dotenv_path: str | P
         try:
             return parse(raw)
         except ValueError:
-            raise SettingsError(f"{name}={raw!r} is invalid: expected {parse.__doc__ or 'a valid value'}") from None
+            shown = re.sub(r"//[^/@]*@", "//***@", raw)  # never echo a password from a URL
+            raise SettingsError(f"{name}={shown!r} is invalid: expected {parse.__doc__ or 'a valid value'}") from None
 
     data_dir = get("MOODBOT_DATA_DIR", Path, Settings.data_dir)
     head = get("MOODBOT_HEAD", Path, None)
     if head is not None and not head.is_file():
         raise SettingsError(f"MOODBOT_HEAD={str(head)!r} is invalid: no such file")
+    shards = None
+    shard_ids = get("MOODBOT_SHARD_IDS", parse_ids, None)
+    if values.get("MOODBOT_SHARD_COUNT", "").strip():
+        shards = ShardConfig(get("MOODBOT_SHARD_COUNT", parse_count, None), shard_ids)
+    if shard_ids is not None:
+        shown = values["MOODBOT_SHARD_IDS"].strip()
+        if shards is None or shards.count is None:
+            raise SettingsError(
+                f"MOODBOT_SHARD_IDS={shown!r} is invalid: it needs MOODBOT_SHARD_COUNT set to the number of shards"
+            )
+        if shard_ids[-1] >= shards.count:
+            raise SettingsError(
+                f"MOODBOT_SHARD_IDS={shown!r} is invalid: shard {shard_ids[-1]} is not below "
+                f"MOODBOT_SHARD_COUNT={shards.count}"
+            )
     return Settings(
         discord_token=values.get("DISCORD_TOKEN", "").strip() or None,
         model=values.get("MOODBOT_MODEL", "").strip() or DEFAULT_MODEL,
         head=head,
-        device=get("MOODBOT_DEVICE", _choice("auto", "cpu", "cuda"), "auto"),
-        quantize=get("MOODBOT_QUANTIZE", _choice("none", "int8"), "none"),
+        device=get("MOODBOT_DEVICE", _choice("auto", "cpu", "cuda"), Settings.device),
+        quantize=get("MOODBOT_QUANTIZE", _choice("none", "int8"), Settings.quantize),
         data_dir=data_dir,
         cache_dir=get("MOODBOT_CACHE_DIR", Path, data_dir / "cache"),
         cache_size_mb=get("MOODBOT_CACHE_SIZE_MB", _int(1), Settings.cache_size_mb),
+        cache_url=get("MOODBOT_CACHE_URL", _redis_url, None),
+        cache_ttl_s=get("MOODBOT_CACHE_TTL_S", _int(0), Settings.cache_ttl_s),
+        cache_pool_size=get("MOODBOT_CACHE_POOL_SIZE", _int(1, 10_000), Settings.cache_pool_size),
+        cache_timeout_s=get("MOODBOT_CACHE_TIMEOUT_S", _float(0.01, 60.0), Settings.cache_timeout_s),
         max_batch=get("MOODBOT_MAX_BATCH", _int(1, 4096), Settings.max_batch),
         max_wait_ms=get("MOODBOT_MAX_WAIT_MS", _float(0.0, 10_000.0), Settings.max_wait_ms),
         max_batch_tokens=get("MOODBOT_MAX_BATCH_TOKENS", _int(64), Settings.max_batch_tokens),
+        inference_url=get("MOODBOT_INFERENCE_URL", _url("http", "https"), None),
+        inference_timeout_s=get("MOODBOT_INFERENCE_TIMEOUT_S", _float(0.1, 3600.0), Settings.inference_timeout_s),
         queue_size=get("MOODBOT_QUEUE_SIZE", _int(1), Settings.queue_size),
-        flag_threshold=get("MOODBOT_FLAG_THRESHOLD", _float(0.5, 1.0), Settings.flag_threshold),
+        flag_threshold=get("MOODBOT_FLAG_THRESHOLD", _float(*FLAG_THRESHOLD_RANGE), Settings.flag_threshold),
         discord_api_base=get("DISCORD_API_BASE", _url("http", "https"), DEFAULT_API_BASE).rstrip("/"),
         discord_gateway_url=get("DISCORD_GATEWAY_URL", _url("ws", "wss"), DEFAULT_GATEWAY_URL),
         log_level=get("MOODBOT_LOG_LEVEL", _choice("debug", "info", "warning", "error"), "info").upper(),
+        database_url=get("MOODBOT_DATABASE_URL", _database_url, None),
+        database_pool_size=get("MOODBOT_DATABASE_POOL_SIZE", _int(1, 1000), None),
+        shards=shards,
     )

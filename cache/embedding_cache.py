@@ -92,7 +92,12 @@ class EmbeddingCache:
     """
 
     def __init__(
-        self, directory: str | Path, namespace: str, size_limit_mb: int = 512, dim: int | None = None, memory_items: int = 4096
+        self,
+        directory: str | Path,
+        namespace: str,
+        size_limit_mb: int = 512,
+        dim: int | None = None,
+        memory_items: int = 4096,
     ) -> None:
         self.directory = Path(directory)
         self.namespace = namespace
@@ -128,7 +133,9 @@ class EmbeddingCache:
     def _recover(self, error: BaseException) -> diskcache.Cache:
         """Move an unusable cache directory aside and start an empty one."""
         aside = self.directory.with_name(f"{self.directory.name}.corrupt-{time.strftime('%Y%m%d-%H%M%S')}")
-        log.warning("embedding cache at %s is unusable (%s); moved aside to %s and starting fresh", self.directory, error, aside)
+        log.warning(
+            "embedding cache at %s is unusable (%s); moved aside to %s and starting fresh", self.directory, error, aside
+        )
         old = getattr(self, "_cache", None)
         if old is not None:
             try:

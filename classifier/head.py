@@ -1,4 +1,9 @@
-"""The logistic-regression head, stored as plain JSON (never pickle) with an integrity checksum."""
+"""The logistic-regression head, stored as plain JSON (never pickle) with an integrity checksum.
+
+Version 2 is a multinomial head over negative / neutral / positive with temperature calibration. Version 1 files
+(binary heads with Platt calibration, e.g. heads users trained for their own encoders) still load: they become a
+two-class head whose neutral probability is 0, with the same probabilities as before.
+"""
 
 from __future__ import annotations
 
@@ -8,94 +13,127 @@ import math
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 
-if TYPE_CHECKING:
-    from classifier.features import EncoderLike
+from classifier.identity import EncoderIdentity, EncoderLike
+from classifier.labels import CLASSES
 
 FORMAT = "moodbot-head"
-VERSION = 1
-CLASSES = ("negative", "positive")
+VERSION = 2
 DEFAULT_HEAD_PATH = Path(__file__).with_name("heads") / "minilm-l6-sst2-tweets.json"
+#: The class lists a head may have: every head scores negative against positive (flags read ``p_negative``).
+CLASS_SETS = (CLASSES, ("negative", "positive"))
 
 
 class HeadError(ValueError):
     """A head file is missing, malformed, tampered with, or made for another encoder."""
 
 
-@dataclass(frozen=True)
-class EncoderSpec:
-    """What a head needs from its encoder: the model, its weights, the pooling, and their fingerprint."""
-
-    name: str
-    weights: str
-    pooling: str
-    max_length: int
-    fingerprint: str
-
-    @classmethod
-    def of(cls, encoder: EncoderLike) -> EncoderSpec:
-        return cls(encoder.name, encoder.weights_id, str(encoder.pooling), encoder.max_length, encoder.fingerprint)
-
-
 @dataclass
 class LogisticHead:
-    """``p_positive = sigmoid(slope * (standardised(x) @ weights + bias) + intercept)``."""
+    """``p = softmax((standardised(x) @ weights.T + biases) / temperature)`` over ``classes``.
 
-    encoder: EncoderSpec
+    ``weights`` is ``[len(classes), dim]``. Probabilities come out in :data:`~classifier.labels.CLASSES` order
+    whatever the head's own classes; a class the head lacks (neutral, for a binary head) has probability 0.
+    """
+
+    encoder: EncoderIdentity
     weights: np.ndarray
-    bias: float
+    biases: np.ndarray
     mean: np.ndarray
     scale: np.ndarray
-    calibration_slope: float = 1.0
-    calibration_intercept: float = 0.0
+    classes: tuple[str, ...] = CLASSES
+    temperature: float = 1.0
     training: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self.classes = tuple(self.classes)
+        self.weights = np.ascontiguousarray(self.weights, dtype=np.float64)  # as loaded from JSON: same sums
+        self.biases = np.asarray(self.biases, dtype=np.float64)
+        self.mean = np.asarray(self.mean, dtype=np.float64)
+        self.scale = np.asarray(self.scale, dtype=np.float64)
+        if self.classes not in CLASS_SETS:
+            raise ValueError(f"classes must be one of {[list(c) for c in CLASS_SETS]}, got {list(self.classes)}")
+        k = len(self.classes)
+        if self.weights.ndim != 2 or self.weights.shape[0] != k or self.weights.shape[1] == 0:
+            raise ValueError(f"weights must be a [{k}, dim] matrix, got shape {list(self.weights.shape)}")
+        if self.biases.shape != (k,):
+            raise ValueError(f"biases must have {k} values, one per class")
+        if not self.mean.shape == self.scale.shape == (self.dim,):
+            raise ValueError("mean, scale and weights must have the same length")
+        arrays = (self.weights, self.biases, self.mean, self.scale)
+        if not all(np.all(np.isfinite(a)) for a in arrays):
+            raise ValueError("weights, biases, mean and scale must be finite numbers")
+        if np.any(self.scale <= 0):
+            raise ValueError("scale values must be positive")
+        self.temperature = _number(self.temperature, "temperature")
+        if self.temperature <= 0:
+            raise ValueError("temperature must be positive")
 
     @property
     def dim(self) -> int:
-        return int(self.weights.shape[0])
+        return int(self.weights.shape[1])
+
+    @property
+    def three_way(self) -> bool:
+        """Whether the head predicts neutral (version-1 binary heads do not)."""
+        return len(self.classes) == len(CLASSES)
 
     @cached_property
-    def _folded(self) -> tuple[np.ndarray, float]:
-        """The standardisation folded into the weights: one dot product per prediction."""
+    def _folded(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Standardisation and temperature folded into the weights: one matrix product per prediction.
+
+        Returns ``[dim, k]`` weights, ``[k]`` biases and the :data:`CLASSES` column of each of the head's classes.
+        """
         weights = self.weights / self.scale
-        return weights, float(self.bias - self.mean @ weights)
+        biases = self.biases - weights @ self.mean
+        columns = np.array([CLASSES.index(name) for name in self.classes])
+        return np.ascontiguousarray(weights.T / self.temperature), biases / self.temperature, columns
 
     def decision(self, features: np.ndarray) -> np.ndarray:
-        """Uncalibrated logits for ``[n, dim]`` features: ``((x - mean) / scale) @ weights + bias``."""
-        weights, bias = self._folded
-        return np.asarray(features, dtype=np.float64) @ weights + bias
+        """Uncalibrated logits ``[n, len(classes)]``: ``standardised(x) @ weights.T + biases``."""
+        weights, biases, _ = self._folded
+        return (np.asarray(features, dtype=np.float64) @ weights + biases) * self.temperature
 
     def predict_proba(self, features: np.ndarray) -> np.ndarray:
-        """Calibrated probability of the positive class for each row."""
-        logits = self.calibration_slope * self.decision(features) + self.calibration_intercept
-        return 0.5 + 0.5 * np.tanh(0.5 * logits)  # the logistic function, without overflow
+        """Calibrated probabilities ``[n, 3]`` in :data:`CLASSES` order, for ``[n, dim]`` features."""
+        weights, biases, columns = self._folded
+        logits = np.asarray(features, dtype=np.float64) @ weights + biases
+        logits -= logits.max(axis=1, keepdims=True)  # softmax without overflow
+        np.exp(logits, out=logits)
+        logits /= logits.sum(axis=1, keepdims=True)
+        if len(columns) == len(CLASSES):
+            return logits
+        probabilities = np.zeros((len(logits), len(CLASSES)))
+        probabilities[:, columns] = logits
+        return probabilities
 
     def check_encoder(self, encoder: EncoderLike) -> None:
         """Raise :class:`HeadError` unless ``encoder`` produces the features this head was trained on."""
-        if encoder.fingerprint != self.encoder.fingerprint:
+        theirs, ours = encoder.identity, self.encoder
+        if theirs.fingerprint != ours.fingerprint:
             raise HeadError(
-                f"this head was trained for encoder {self.encoder.name!r} (pooling {self.encoder.pooling}, "
-                f"fingerprint {self.encoder.fingerprint}) but the configured encoder is {encoder.name!r} "
-                f"(pooling {encoder.pooling}, fingerprint {encoder.fingerprint}); "
-                f"run `moodbot train --model {encoder.name}` to train a head for it and point MOODBOT_HEAD at the result"
+                f"this head was trained for encoder {ours.name!r} (pooling {ours.pooling}, "
+                f"fingerprint {ours.fingerprint}) but the configured encoder is {theirs.name!r} "
+                f"(pooling {theirs.pooling}, fingerprint {theirs.fingerprint}); "
+                f"run `moodbot train --model {theirs.name}` to train a head for it and point MOODBOT_HEAD at the result"
             )
 
     def to_dict(self) -> dict[str, Any]:
-        """JSON-ready content, including the checksum."""
+        """JSON-ready content (always the current version), including the checksum."""
         body: dict[str, Any] = {
             "format": FORMAT,
             "version": VERSION,
-            "classes": list(CLASSES),
-            "encoder": self.encoder.__dict__,
-            "feature": {"pooling": self.encoder.pooling, "dim": self.dim, "standardize": True},
+            "classes": list(self.classes),
+            "encoder": self.encoder.to_json(),
+            "feature": {"pooling": str(self.encoder.pooling), "dim": self.dim, "standardize": True},
             "mean": self.mean.tolist(),
             "scale": self.scale.tolist(),
             "weights": self.weights.tolist(),
-            "bias": float(self.bias),
-            "calibration": {"method": "platt", "slope": float(self.calibration_slope), "intercept": float(self.calibration_intercept)},
+            "biases": self.biases.tolist(),
+            "calibration": {"method": "temperature", "temperature": self.temperature},
             "training": self.training,
         }
         body["checksum"] = _checksum(body)
@@ -122,39 +160,83 @@ class LogisticHead:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> LogisticHead:
-        """Validate structure, checksum, shapes and finiteness, then build the head."""
+        """Validate structure, checksum, shapes and finiteness, then build the head (from version 1 or 2)."""
         if not isinstance(data, dict) or data.get("format") != FORMAT:
             raise ValueError(f"not a {FORMAT} file")
-        if data.get("version") != VERSION:
-            raise ValueError(f"unsupported version {data.get('version')!r} (this moodbot reads version {VERSION})")
+        version = data.get("version")
+        if version not in (1, VERSION):
+            raise ValueError(f"unsupported version {version!r} (this moodbot reads versions 1 and {VERSION})")
         body = {k: v for k, v in data.items() if k != "checksum"}
         if data.get("checksum") != _checksum(body):
             raise ValueError("checksum mismatch: the file was modified after it was written")
-        arrays = {name: _vector(data[name], name) for name in ("mean", "scale", "weights")}
-        if len({a.shape for a in arrays.values()}) != 1:
-            raise ValueError("mean, scale and weights must have the same length")
-        if np.any(arrays["scale"] <= 0):
-            raise ValueError("scale values must be positive")
-        numbers = (data["bias"], data["calibration"]["slope"], data["calibration"]["intercept"])
-        if not all(isinstance(x, (int, float)) and math.isfinite(x) for x in numbers):
-            raise ValueError("bias and calibration must be finite numbers")
+        encoder = EncoderIdentity.from_json(data["encoder"])
+        mean, scale = _array(data["mean"], "mean", 1), _array(data["scale"], "scale", 1)
+        training = dict(data.get("training", {}))
+        if version == 1:
+            return _from_version_1(data, encoder, mean, scale, training)
+        calibration = data["calibration"]
+        if not isinstance(calibration, dict) or calibration.get("method") != "temperature":
+            raise ValueError("calibration must be {'method': 'temperature', 'temperature': T}")
         return cls(
-            encoder=EncoderSpec(**data["encoder"]),
-            weights=arrays["weights"],
-            bias=float(data["bias"]),
-            mean=arrays["mean"],
-            scale=arrays["scale"],
-            calibration_slope=float(data["calibration"]["slope"]),
-            calibration_intercept=float(data["calibration"]["intercept"]),
-            training=dict(data.get("training", {})),
+            encoder=encoder,
+            weights=_array(data["weights"], "weights", 2),
+            biases=_array(data["biases"], "biases", 1),
+            mean=mean,
+            scale=scale,
+            classes=tuple(_names(data["classes"])),
+            temperature=_number(calibration["temperature"], "temperature"),
+            training=training,
         )
 
 
-def _vector(values: Any, name: str) -> np.ndarray:
-    array = np.asarray(values, dtype=np.float64)
-    if array.ndim != 1 or array.size == 0 or not np.all(np.isfinite(array)):
-        raise ValueError(f"{name} must be a non-empty list of finite numbers")
+def _from_version_1(
+    data: dict[str, Any], encoder: EncoderIdentity, mean: np.ndarray, scale: np.ndarray, training: dict[str, Any]
+) -> LogisticHead:
+    """A binary head ``p_positive = sigmoid(slope * (w.x + b) + intercept)`` as softmax over (0, that logit)."""
+    if _names(data["classes"]) != ["negative", "positive"]:
+        raise ValueError("a version-1 head must have the classes ['negative', 'positive']")
+    weights = _array(data["weights"], "weights", 1)
+    if not weights.shape == mean.shape == scale.shape:
+        raise ValueError("mean, scale and weights must have the same length")
+    bias = _number(data["bias"], "bias")
+    slope = _number(data["calibration"]["slope"], "calibration slope")
+    intercept = _number(data["calibration"]["intercept"], "calibration intercept")
+    return LogisticHead(
+        encoder=encoder,
+        weights=np.stack([np.zeros_like(weights), slope * weights]),
+        biases=np.array([0.0, slope * bias + intercept]),
+        mean=mean,
+        scale=scale,
+        classes=("negative", "positive"),
+        training=training,
+    )
+
+
+def _array(values: Any, name: str, ndim: int) -> np.ndarray:
+    """JSON numbers only: a string such as "1.0" is an error, not a number to convert."""
+    try:
+        array = np.asarray(values)
+    except ValueError:  # ragged rows
+        array = np.empty(0)
+    if array.dtype.kind not in "iuf":
+        array = np.empty(0)
+    array = array.astype(np.float64)
+    if array.ndim != ndim or array.size == 0 or not np.all(np.isfinite(array)):
+        shape = "a non-empty list" if ndim == 1 else "a non-empty matrix"
+        raise ValueError(f"{name} must be {shape} of finite numbers")
     return array
+
+
+def _number(value: Any, name: str) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        raise ValueError(f"{name} must be a finite number")
+    return float(value)
+
+
+def _names(values: Any) -> list[str]:
+    if not isinstance(values, list) or not all(isinstance(v, str) for v in values):
+        raise ValueError("classes must be a list of class names")
+    return values
 
 
 def _checksum(body: dict[str, Any]) -> str:

@@ -3,27 +3,35 @@
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING
 
 from classifier.identity import EncoderError, EncoderIdentity
 
 if TYPE_CHECKING:
+    import numpy as np
+
     from classifier.encoder import Encoder
 
 
 class LazyEncoder:
-    """Answers identity questions (fingerprint, cache namespace, width) from the model's files; anything else
-    (``embed``, ``model``, ``tokenizer``, ...) loads the real :class:`~classifier.encoder.Encoder` once, thread-safely."""
+    """Knows its identity, width and numeric mode from the model's files; :meth:`embed` (or :attr:`loaded`)
+    loads the real :class:`~classifier.encoder.Encoder` once, thread-safely."""
 
-    def __init__(self, identity: EncoderIdentity, load: Callable[[], Encoder]) -> None:
-        self._identity = identity
+    def __init__(self, identity: EncoderIdentity, dim: int, mode: str, load: Callable[[], Encoder]) -> None:
+        self.identity = identity
+        self.dim = dim
+        self.mode = mode
         self._load = load
         self._encoder: Encoder | None = None
         self._lock = threading.Lock()
-        self.name, self.weights_id, self.pooling = identity.name, identity.weights_id, identity.pooling
-        self.max_length, self.dim = identity.max_length, identity.dim
-        self.fingerprint, self.cache_namespace = identity.fingerprint, identity.cache_namespace
+
+    @property
+    def cache_namespace(self) -> str:
+        return self.identity.cache_namespace(self.mode)
+
+    def describe(self) -> str:
+        return self.identity.describe(self.dim, self.mode)
 
     @property
     def loaded(self) -> Encoder:
@@ -32,12 +40,13 @@ class LazyEncoder:
             if self._encoder is None:
                 encoder = self._load()
                 if encoder.cache_namespace != self.cache_namespace:
-                    raise EncoderError(f"{self.name}: the loaded model ({encoder.describe()}) does not match its files ({self.describe()})")
+                    raise EncoderError(
+                        f"{self.identity.name}: the loaded model ({encoder.describe()}) "
+                        f"does not match its files ({self.describe()})"
+                    )
                 self._encoder = encoder
             return self._encoder
 
-    def describe(self) -> str:
-        return self._identity.describe()
-
-    def __getattr__(self, attribute: str) -> Any:
-        return getattr(self.loaded, attribute)
+    def embed(self, texts: Sequence[str]) -> np.ndarray:
+        """Feature vectors for ``texts``, from the real encoder (loaded now if need be)."""
+        return self.loaded.embed(texts)

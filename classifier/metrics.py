@@ -1,4 +1,9 @@
-"""Classification metrics: accuracy, per-class precision/recall/F1, confusion matrix, calibration error."""
+"""Classification metrics: accuracy, macro recall, per-class precision/recall/F1, confusion matrix, calibration error.
+
+Probabilities are ``[n, 3]`` in :data:`~classifier.labels.CLASSES` order. Binary data (no neutral label) is scored
+negative against positive only, the argmax over those two, so its figures stay comparable with two-class heads;
+three-way data is scored on all three classes.
+"""
 
 from __future__ import annotations
 
@@ -6,70 +11,146 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
-from classifier.head import CLASSES
+from classifier.config import DEFAULT_FLAG_THRESHOLD
+from classifier.labels import CLASSES, NEGATIVE, NEUTRAL, POSITIVE
+
+BINARY_CLASSES = (NEGATIVE, POSITIVE)
 
 
-def expected_calibration_error(labels: np.ndarray, p_positive: np.ndarray, bins: int = 15) -> float:
-    """ECE of the predicted label's confidence over ``bins`` equal-width bins."""
-    predicted = (p_positive >= 0.5).astype(int)
-    confidence = np.where(predicted == 1, p_positive, 1.0 - p_positive)
-    correct = (predicted == labels).astype(float)
-    edges = np.linspace(0.5, 1.0, bins + 1)
+def binary_p_positive(probabilities: np.ndarray) -> np.ndarray:
+    """``p_positive / (p_negative + p_positive)``: the positive probability of a negative-vs-positive choice."""
+    negative, positive = probabilities[:, NEGATIVE], probabilities[:, POSITIVE]
+    return positive / np.maximum(negative + positive, np.finfo(float).tiny)
+
+
+def predicted_classes(probabilities: np.ndarray, three_way: bool) -> np.ndarray:
+    """Argmax over all classes, or over negative and positive only (ties go to positive, as with a 0.5 cut-off)."""
+    if three_way:
+        return probabilities.argmax(axis=1)
+    return np.where(probabilities[:, POSITIVE] >= probabilities[:, NEGATIVE], POSITIVE, NEGATIVE)
+
+
+def binary_accuracy(labels: np.ndarray, probabilities: np.ndarray) -> float:
+    """Negative-vs-positive accuracy over the rows labelled negative or positive (neutral rows are skipped)."""
+    polar = labels != NEUTRAL
+    return float(np.mean(predicted_classes(probabilities[polar], False) == labels[polar])) if polar.any() else 0.0
+
+
+def class_recalls(labels: np.ndarray, predicted: np.ndarray) -> dict[str, float]:
+    """Recall of each class present in ``labels``."""
+    return {CLASSES[k]: float(np.mean(predicted[labels == k] == k)) for k in range(len(CLASSES)) if (labels == k).any()}
+
+
+def macro_recall(labels: np.ndarray, predicted: np.ndarray) -> float:
+    """Mean recall over the classes present in ``labels`` (over all three: TweetEval's sentiment metric)."""
+    return float(np.mean(list(class_recalls(labels, predicted).values())))
+
+
+def _calibration_error(hits: np.ndarray, confidence: np.ndarray, low: float, bins: int) -> float:
+    edges = np.linspace(low, 1.0, bins + 1)
     which = np.clip(np.digitize(confidence, edges[1:-1], right=True), 0, bins - 1)
     error = 0.0
     for b in range(bins):
         members = which == b
         if members.any():
-            error += members.mean() * abs(correct[members].mean() - confidence[members].mean())
+            error += members.mean() * abs(hits[members].mean() - confidence[members].mean())
     return float(error)
 
 
-def reliability_bins(labels: np.ndarray, p_positive: np.ndarray, bins: int = 10) -> list[dict[str, float]]:
-    """Per-bin mean predicted ``p_positive`` and observed positive rate, for reliability diagrams."""
+def expected_calibration_error(labels: np.ndarray, probabilities: np.ndarray, three_way: bool, bins: int = 15) -> float:
+    """ECE of the predicted label's confidence over ``bins`` equal-width bins.
+
+    Binary data: the confidence of the negative-vs-positive choice (``binary_p_positive``), bins over [0.5, 1];
+    three-way data: the top class's probability, bins over [1/3, 1].
+    """
+    if three_way:
+        predicted = probabilities.argmax(axis=1)
+        confidence = probabilities.max(axis=1)
+        return _calibration_error((predicted == labels).astype(float), confidence, 1 / len(CLASSES), bins)
+    keep = labels != NEUTRAL
+    p_positive = binary_p_positive(probabilities[keep])
+    confidence = np.maximum(p_positive, 1.0 - p_positive)
+    correct = ((p_positive >= 0.5) == (labels[keep] == POSITIVE)).astype(float)
+    return _calibration_error(correct, confidence, 0.5, bins)
+
+
+def reliability_bins(hits: np.ndarray, predicted: np.ndarray, bins: int = 10) -> list[dict[str, float]]:
+    """Per-bin mean predicted probability and observed rate of ``hits`` (0/1), for reliability diagrams."""
     edges = np.linspace(0.0, 1.0, bins + 1)
-    which = np.clip(np.digitize(p_positive, edges[1:-1], right=True), 0, bins - 1)
+    which = np.clip(np.digitize(predicted, edges[1:-1], right=True), 0, bins - 1)
     return [
         {"low": float(edges[b]), "high": float(edges[b + 1]), "count": int((which == b).sum()),
-         "mean_p": float(p_positive[which == b].mean()), "observed": float(labels[which == b].mean())}
+         "mean_p": float(predicted[which == b].mean()), "observed": float(hits[which == b].mean())}
         for b in range(bins) if (which == b).any()
     ]
 
 
 @dataclass(frozen=True)
 class Report:
-    """Everything ``moodbot evaluate`` prints."""
+    """Everything ``moodbot evaluate`` prints.
+
+    ``classes`` names the rows and columns of ``confusion`` (true by predicted): negative and positive for binary
+    data, all three for three-way data. ``macro_recall`` and ``binary_accuracy`` (negative vs positive on the
+    non-neutral rows) are for three-way data only.
+    """
 
     n: int
+    three_way: bool
+    classes: list[str]
     accuracy: float
+    macro_recall: float | None
+    binary_accuracy: float | None
     per_class: dict[str, dict[str, float]]
     confusion: list[list[int]]
     ece: float
-    negative_precision_at_0_9: float | None
-    negative_recall_at_0_9: float
+    label_shares: dict[str, float]  # share of texts whose label (argmax over all three classes) is each class
+    flag_threshold: float
+    flags: int  # texts with p_negative >= flag_threshold: what the bot would flag
+    negative_precision_at_flag: float | None  # of the flagged texts, the negative share
+    negative_recall_at_flag: float | None  # of the negative texts, the flagged share
 
     def to_json(self) -> dict[str, object]:
-        return asdict(self)
+        """The figures at the flag threshold are named after it, e.g. ``negative_precision_at_0_9``."""
+        body = asdict(self)
+        at = "at_" + f"{body.pop('flag_threshold'):g}".replace(".", "_")
+        body[f"flags_{at}"] = body.pop("flags")
+        body[f"negative_precision_{at}"] = body.pop("negative_precision_at_flag")
+        body[f"negative_recall_{at}"] = body.pop("negative_recall_at_flag")
+        return body
 
 
-def classification_report(labels: np.ndarray, p_positive: np.ndarray) -> Report:
-    """Compute the :class:`Report` for true ``labels`` and predicted ``p_positive`` (numpy only: evaluate stays light)."""
-    predicted = (p_positive >= 0.5).astype(int)
-    confusion = np.array([[np.sum((labels == t) & (predicted == p)) for p in (0, 1)] for t in (0, 1)])
+def classification_report(
+    labels: np.ndarray, probabilities: np.ndarray, three_way: bool, flag_threshold: float = DEFAULT_FLAG_THRESHOLD
+) -> Report:
+    """The :class:`Report` for true class indices ``labels`` and ``[n, 3]`` probabilities (numpy only)."""
+    classes = tuple(range(len(CLASSES))) if three_way else BINARY_CLASSES
+    predicted = predicted_classes(probabilities, three_way)
+    confusion = np.array([[np.sum((labels == t) & (predicted == p)) for p in classes] for t in classes])
     per_class = {}
-    for index, name in enumerate(CLASSES):
+    for index, k in enumerate(classes):
         hits, called, support = confusion[index, index], confusion[:, index].sum(), confusion[index].sum()
         precision = hits / called if called else 0.0
         recall = hits / support if support else 0.0
         f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
-        per_class[name] = {"precision": float(precision), "recall": float(recall), "f1": float(f1), "support": int(support)}
-    flagged = (1.0 - p_positive) >= 0.9
-    negatives = labels == 0
+        per_class[CLASSES[k]] = {
+            "precision": float(precision), "recall": float(recall), "f1": float(f1), "support": int(support),
+        }
+    flagged = probabilities[:, NEGATIVE] >= flag_threshold
+    negatives = labels == NEGATIVE
+    shares = np.bincount(probabilities.argmax(axis=1), minlength=len(CLASSES)) / max(len(labels), 1)
     return Report(
         n=int(len(labels)),
+        three_way=three_way,
+        classes=[CLASSES[k] for k in classes],
         accuracy=float(np.mean(predicted == labels)),
+        macro_recall=macro_recall(labels, predicted) if three_way else None,
+        binary_accuracy=binary_accuracy(labels, probabilities) if three_way else None,
         per_class=per_class,
         confusion=confusion.tolist(),
-        ece=expected_calibration_error(labels, p_positive),
-        negative_precision_at_0_9=float(negatives[flagged].mean()) if flagged.any() else None,
-        negative_recall_at_0_9=float(flagged[negatives].mean()) if negatives.any() else 0.0,
+        ece=expected_calibration_error(labels, probabilities, three_way),
+        label_shares={name: float(share) for name, share in zip(CLASSES, shares, strict=True)},
+        flag_threshold=flag_threshold,
+        flags=int(flagged.sum()),
+        negative_precision_at_flag=float(negatives[flagged].mean()) if flagged.any() else None,
+        negative_recall_at_flag=float(flagged[negatives].mean()) if negatives.any() else None,
     )

@@ -4,18 +4,17 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
-from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
 
 from cache import EmbeddingCache
-from classifier.features import CachedEncoder, EncoderLike
-from classifier.head import CLASSES, DEFAULT_HEAD_PATH, LogisticHead
-from classifier.identity import EncoderIdentity, resolve_model
+from classifier.config import ClassifierConfig
+from classifier.features import CachedEncoder
+from classifier.head import LogisticHead
+from classifier.identity import EncoderLike, local_identity, numeric_mode, resolve_model
 from classifier.lazy import LazyEncoder
-from classifier.pooling import Pooling
-from classifier.prediction import Prediction
+from classifier.prediction import Prediction, predictions
 
 if TYPE_CHECKING:
     from classifier.encoder import Encoder
@@ -32,35 +31,29 @@ class SentimentClassifier(CachedEncoder):
         self.head = head
 
     @classmethod
-    def load(
-        cls,
-        model: str,
-        head_path: Path | None,
-        cache_dir: Path,
-        *,
-        cache_size_mb: int = 512,
-        device: str = "auto",
-        quantize: str = "none",
-        max_batch_tokens: int = 8192,
-    ) -> SentimentClassifier:
+    def load(cls, config: ClassifierConfig) -> SentimentClassifier:
         """Load the head, then the encoder with the head's pooling, then open the cache in its namespace.
 
-        For the bundled model and local folders the model itself loads on first use (see :class:`LazyEncoder`).
+        For the bundled model and local folders the model itself loads on first use (see :class:`LazyEncoder`);
+        with ``inference_url`` it runs in ``moodbot serve`` and this process never imports torch.
         """
-        head = LogisticHead.load(head_path or DEFAULT_HEAD_PATH)
-        pooling = Pooling.parse(head.encoder.pooling)
+        head = LogisticHead.load(config.head_path)
+        if config.inference_url:
+            from classifier.remote import RemoteEncoder
 
-        source = resolve_model(model)
-
-        def load_encoder() -> Encoder:  # torch and transformers are imported only here
-            from classifier.encoder import Encoder
-
-            return Encoder.load(model, pooling=pooling, device=device, quantize=quantize, max_batch_tokens=max_batch_tokens, source=source)
-
-        encoder = LazyEncoder(EncoderIdentity.from_folder(source, pooling, device, quantize), load_encoder) if source.is_local else load_encoder()
-        cache = EmbeddingCache(cache_dir, encoder.cache_namespace, cache_size_mb, dim=encoder.dim)
-        log.info("classifier ready: %s, head %s", encoder.describe(), head_path or DEFAULT_HEAD_PATH)
+            encoder: EncoderLike = RemoteEncoder(config.inference_url, config.inference_timeout_s)
+        else:
+            encoder = _local_encoder(config, head)
+        cache = EmbeddingCache(config.cache_dir, encoder.cache_namespace, config.cache_size_mb, dim=encoder.dim)
+        log.info("classifier ready: %s, head %s", encoder.describe(), config.head_path)
         return cls(encoder, head, cache)
+
+    def close(self) -> None:
+        """Close the cache and, for a remote encoder, its connections."""
+        super().close()
+        close_encoder = getattr(self.encoder, "close", None)
+        if close_encoder is not None:
+            close_encoder()
 
     def warm_up(self) -> None:
         """Load the model now and run it once, so that the first real message is not the slow one."""
@@ -68,10 +61,31 @@ class SentimentClassifier(CachedEncoder):
 
     def predict_vectors(self, vectors: np.ndarray, cached: Sequence[bool]) -> list[Prediction]:
         """Apply the head to precomputed vectors."""
-        probabilities = self.head.predict_proba(vectors) if len(vectors) else []
-        return [Prediction(CLASSES[int(p >= 0.5)], float(p), hit, vector) for p, hit, vector in zip(probabilities, cached, vectors)]
+        if not len(vectors):
+            return []
+        return predictions(self.head.predict_proba(vectors), cached, vectors)
 
     def classify(self, texts: Sequence[str]) -> list[Prediction]:
         """Predictions for cleaned texts."""
         vectors, cached = self.vectors(texts)
         return self.predict_vectors(vectors, cached)
+
+
+def _local_encoder(config: ClassifierConfig, head: LogisticHead) -> EncoderLike:
+    """The configured model with the head's pooling: lazily loaded for the bundled model and local folders."""
+    pooling = head.encoder.pooling
+    source = resolve_model(config.model)
+
+    def load_encoder() -> Encoder:  # torch and transformers are imported only here
+        from classifier.encoder import Encoder
+
+        return Encoder.load(
+            config.model, pooling=pooling, device=config.device, quantize=config.quantize,
+            max_batch_tokens=config.max_batch_tokens, source=source,
+        )
+
+    if source.is_local:
+        identity, hidden_size = local_identity(source, pooling)
+        mode = numeric_mode(config.device, config.quantize)
+        return LazyEncoder(identity, pooling.output_dim(hidden_size), mode, load_encoder)
+    return load_encoder()

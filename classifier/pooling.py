@@ -25,7 +25,11 @@ class Pooling:
     layers: tuple[int, ...] = (-1,)
 
     def __post_init__(self) -> None:
-        if not self.methods or any(m not in METHODS for m in self.methods) or len(set(self.methods)) != len(self.methods):
+        if (
+            not self.methods
+            or any(m not in METHODS for m in self.methods)
+            or len(set(self.methods)) != len(self.methods)
+        ):
             raise ValueError(f"pooling methods must be distinct names from {METHODS}, got {self.methods}")
         if not self.layers or len(set(self.layers)) != len(self.layers):
             raise ValueError(f"pooling layers must be distinct, got {self.layers}")

@@ -1,10 +1,14 @@
 """Training the logistic head on cached feature vectors.
 
-Standardise, pick the regularisation strength ``C`` by stratified k-fold cross-validation,
-fit a Platt calibration on the out-of-fold logits (never on dev), then fit on everything.
-Extra labelled sets (tweets, moderator feedback) join the training data with their own sample
-weight; each set's cross-validated accuracy is reported separately, so numbers on a set used
-for training are always held-out numbers.
+Standardise, pick the regularisation strength ``C`` by stratified k-fold cross-validation over the union of the
+training sets (strata: set and class, so every fold holds each set's share and class balance), fit a temperature
+on the out-of-fold logits (never on dev), then fit on everything.
+
+Sets are binary (negative/positive) or three-way (negative/neutral/positive). A binary row supervises only the
+choice between negative and positive (see :mod:`classifier.logistic`); the head has a neutral class when any set
+is three-way. ``C`` maximises the mean over sets of each set's own figure: negative-vs-positive accuracy for a
+binary set, macro-averaged recall (TweetEval's metric) for a three-way one. Every figure reported on a set used for
+training is a held-out (out-of-fold) figure.
 """
 
 from __future__ import annotations
@@ -14,37 +18,48 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
-from sklearn.linear_model import LogisticRegression
+from scipy.optimize import minimize_scalar
+from scipy.special import softmax
 from sklearn.model_selection import StratifiedKFold
 from sklearn.preprocessing import StandardScaler
+from threadpoolctl import threadpool_limits
 from tqdm import tqdm
 
-from classifier.head import EncoderSpec, LogisticHead
-from classifier.metrics import expected_calibration_error
+from classifier import logistic
+from classifier.head import LogisticHead
+from classifier.identity import EncoderIdentity
+from classifier.labels import CLASSES, NEUTRAL, POSITIVE
+from classifier.metrics import binary_accuracy, class_recalls, expected_calibration_error, macro_recall
 
 log = logging.getLogger(__name__)
 
 DEFAULT_C_GRID = (0.0002, 0.0005, 0.001, 0.002, 0.005, 0.01)
+BINARY_HEAD_CLASSES = ("negative", "positive")
 
 
 @dataclass(frozen=True)
 class FeatureSet:
-    """Feature vectors and 0/1 labels of one named data set, with its sample weight in training."""
+    """Feature vectors and class indices (:data:`~classifier.labels.CLASSES`) of one named data set.
+
+    ``weight`` is its sample weight in training; ``three_way``: its labels may be neutral (else they only say
+    negative or positive).
+    """
 
     name: str
     features: np.ndarray
     labels: np.ndarray
     weight: float = 1.0
+    three_way: bool = False
 
 
 @dataclass(frozen=True)
 class TrainingOptions:
-    """Hyper-parameter search settings; the defaults reproduce the shipped head."""
+    """Hyper-parameter search settings; the defaults reproduce the shipped heads."""
 
     c_grid: tuple[float, ...] = DEFAULT_C_GRID
     folds: int = 5
     seed: int = 0
-    class_weight: str | None = None
+    class_weight: str | None = None  # None | "balanced"
     max_iter: int = 5000
 
 
@@ -56,75 +71,169 @@ class TrainingResult:
     report: dict[str, Any] = field(default_factory=dict)
 
 
-def _fit(features: np.ndarray, labels: np.ndarray, weights: np.ndarray, c: float, options: TrainingOptions) -> tuple[StandardScaler, LogisticRegression]:
-    scaler = StandardScaler().fit(features)
-    model = LogisticRegression(C=c, class_weight=options.class_weight, max_iter=options.max_iter, random_state=options.seed)
-    model.fit(scaler.transform(features), labels, sample_weight=weights)
-    return scaler, model
+@dataclass(frozen=True)
+class _Rows:
+    """The union of the training sets as the solver sees it."""
+
+    features: np.ndarray
+    labels: np.ndarray  # class indices
+    targets: np.ndarray  # indices into the head's classes
+    weights: np.ndarray
+    binary: np.ndarray  # rows that only say negative vs positive (never set for a two-class head)
+    membership: np.ndarray
+    classes: tuple[str, ...]
 
 
-def _out_of_fold_logits(features: np.ndarray, labels: np.ndarray, weights: np.ndarray, strata: np.ndarray, c: float, options: TrainingOptions) -> np.ndarray:
-    logits = np.empty(len(labels))
+def _rows(sets: list[FeatureSet], options: TrainingOptions) -> _Rows:
+    three_way = any(s.three_way for s in sets)
+    classes = CLASSES if three_way else BINARY_HEAD_CLASSES
+    labels = np.concatenate([s.labels for s in sets]).astype(np.int64)
+    if not set(np.unique(labels)) <= {CLASSES.index(name) for name in classes}:
+        raise ValueError("a binary set has a neutral label")
+    weights = np.concatenate([np.full(len(s.labels), float(s.weight)) for s in sets])
+    if options.class_weight == "balanced":
+        counts = np.bincount(labels, minlength=len(CLASSES)).astype(float)
+        present = np.count_nonzero(counts)
+        weights = weights * (len(labels) / (present * np.maximum(counts, 1.0)))[labels]
+    return _Rows(
+        features=np.concatenate([s.features for s in sets]).astype(np.float64),
+        labels=labels,
+        targets=labels if three_way else (labels == POSITIVE).astype(np.int64),
+        weights=weights,
+        binary=np.concatenate([np.full(len(s.labels), three_way and not s.three_way) for s in sets]),
+        membership=np.concatenate([np.full(len(s.labels), i) for i, s in enumerate(sets)]),
+        classes=classes,
+    )
+
+
+def class_probabilities(logits: np.ndarray, classes: tuple[str, ...], temperature: float = 1.0) -> np.ndarray:
+    """``[n, 3]`` probabilities in :data:`CLASSES` order from logits over ``classes`` (absent classes: 0)."""
+    probabilities = np.zeros((len(logits), len(CLASSES)))
+    probabilities[:, [CLASSES.index(name) for name in classes]] = softmax(logits / temperature, axis=1)
+    return probabilities
+
+
+def _out_of_fold_logits(rows: _Rows, options: TrainingOptions) -> dict[float, np.ndarray]:
+    """Held-out logits for every row and every ``C`` (one scaler per fold, warm starts along the ``C`` path)."""
+    grid = sorted(options.c_grid)
+    logits = {c: np.empty((len(rows.labels), len(rows.classes))) for c in grid}
+    strata = rows.membership * len(CLASSES) + rows.labels
     folds = StratifiedKFold(n_splits=options.folds, shuffle=True, random_state=options.seed)
-    for fit_rows, held_rows in folds.split(features, strata):
-        scaler, model = _fit(features[fit_rows], labels[fit_rows], weights[fit_rows], c, options)
-        logits[held_rows] = model.decision_function(scaler.transform(features[held_rows]))
+    for fit_rows, held_rows in tqdm(
+        list(folds.split(rows.features, strata)), desc="cross-validating C", unit="fold", leave=False
+    ):
+        scaler = StandardScaler().fit(rows.features[fit_rows])
+        fitted, held = scaler.transform(rows.features[fit_rows]), scaler.transform(rows.features[held_rows])
+        start = None
+        for c in grid:
+            w, b, start = logistic.fit(
+                fitted, rows.targets[fit_rows], rows.weights[fit_rows], c, rows.binary[fit_rows],
+                len(rows.classes), start, options.max_iter,
+            )
+            logits[c][held_rows] = held @ w + b
     return logits
 
 
-def train_head(encoder: EncoderSpec, sets: list[FeatureSet], dev: FeatureSet | None, options: TrainingOptions = TrainingOptions(), training_info: dict[str, Any] | None = None) -> TrainingResult:
+def _set_figures(s: FeatureSet, probabilities: np.ndarray) -> dict[str, Any]:
+    """Negative-vs-positive accuracy; for a three-way set also its three-class accuracy and recalls."""
+    figures: dict[str, Any] = {"accuracy": binary_accuracy(s.labels, probabilities)}
+    if s.three_way:
+        predicted = probabilities.argmax(axis=1)
+        figures |= {
+            "accuracy_three_way": float(np.mean(predicted == s.labels)),
+            "macro_recall": macro_recall(s.labels, predicted),
+            "recall": class_recalls(s.labels, predicted),
+        }
+    return figures
+
+
+def _score(figures: list[dict[str, Any]]) -> float:
+    """The selection criterion: the mean over sets of macro recall (three-way sets) or accuracy (binary sets)."""
+    return float(np.mean([f.get("macro_recall", f["accuracy"]) for f in figures]))
+
+
+def _fit_temperature(rows: _Rows, logits: np.ndarray) -> float:
+    """The temperature minimising the training loss of the out-of-fold logits."""
+
+    def loss(log_temperature: float) -> float:
+        scaled = logits / np.exp(log_temperature)
+        return -float(rows.weights @ logistic.log_likelihoods(scaled, rows.targets, rows.binary)) / rows.weights.sum()
+
+    return float(np.exp(minimize_scalar(loss, bounds=(-3.0, 3.0), method="bounded").x))
+
+
+def train_head(
+    encoder: EncoderIdentity,
+    sets: list[FeatureSet],
+    dev: FeatureSet | None,
+    options: TrainingOptions = TrainingOptions(),
+    training_info: dict[str, Any] | None = None,
+) -> TrainingResult:
     """Cross-validate ``C`` over the union of ``sets``, calibrate, fit, and report on ``dev``."""
-    features = np.concatenate([s.features for s in sets]).astype(np.float64)
-    labels = np.concatenate([s.labels for s in sets])
-    weights = np.concatenate([np.full(len(s.labels), s.weight) for s in sets])
-    membership = np.concatenate([np.full(len(s.labels), i) for i, s in enumerate(sets)])
-    strata = membership * 2 + labels  # every fold keeps each set's share and class balance
-
-    best: tuple[float, float, np.ndarray] | None = None
-    cv_by_c: dict[str, float] = {}
-    for c in tqdm(options.c_grid, desc="cross-validating C", unit="C", leave=False):
-        logits = _out_of_fold_logits(features, labels, weights, strata, c, options)
-        accuracy = float(((logits >= 0) == labels).mean())
-        cv_by_c[repr(c)] = accuracy
-        log.info("C=%g: %d-fold CV accuracy %.4f", c, options.folds, accuracy)
-        if best is None or accuracy > best[1]:
-            best = (c, accuracy, logits)
-    assert best is not None
-    c, cv_accuracy, oof_logits = best
-
-    platt = LogisticRegression(C=1e6, max_iter=1000).fit(oof_logits[:, None], labels)
-    slope, intercept = float(platt.coef_[0, 0]), float(platt.intercept_[0])
-    if slope <= 0:  # features carry no signal (CV accuracy at chance): a calibration must never flip the head
-        log.warning("Platt calibration found no signal (slope %.3f); keeping the uncalibrated head", slope)
-        slope, intercept = 1.0, 0.0
-    scaler, model = _fit(features, labels, weights, c, options)
+    rows = _rows(sets, options)
+    with threadpool_limits(limits=1):  # the same reductions on any machine: `make head` is reproducible
+        oof = _out_of_fold_logits(rows, options)
+        by_c: dict[str, dict[str, Any]] = {}
+        best: tuple[float, float] | None = None
+        for c, logits in oof.items():
+            probabilities = class_probabilities(logits, rows.classes)
+            figures = [_set_figures(s, probabilities[rows.membership == i]) for i, s in enumerate(sets)]
+            score = _score(figures)
+            by_c[repr(c)] = {"score": score} | {s.name: f for s, f in zip(sets, figures, strict=True)}
+            log.info("C=%g: %d-fold CV score %.4f", c, options.folds, score)
+            if best is None or score > best[1]:
+                best = (c, score)
+        assert best is not None
+        c, score = best
+        temperature = _fit_temperature(rows, oof[c])
+        scaler = StandardScaler().fit(rows.features)
+        w, b, _ = logistic.fit(
+            scaler.transform(rows.features), rows.targets, rows.weights, c, rows.binary, len(rows.classes),
+            max_iter=options.max_iter,
+        )
     head = LogisticHead(
-        encoder=encoder,
-        weights=model.coef_[0].astype(np.float64),
-        bias=float(model.intercept_[0]),
-        mean=scaler.mean_.astype(np.float64),
-        scale=scaler.scale_.astype(np.float64),
-        calibration_slope=slope,
-        calibration_intercept=intercept,
+        encoder=encoder, weights=w.T, biases=b, mean=scaler.mean_, scale=scaler.scale_, classes=rows.classes,
+        temperature=temperature,
     )
+    calibrated = class_probabilities(oof[c], rows.classes, temperature)
     report: dict[str, Any] = {
         "C": c,
+        "classes": list(rows.classes),
         "class_weight": options.class_weight,
         "folds": options.folds,
         "seed": options.seed,
-        "cv_accuracy": cv_accuracy,
-        "cv_accuracy_by_C": cv_by_c,
-        "cv_accuracy_by_set": {s.name: float(((oof_logits[membership == i] >= 0) == s.labels).mean()) for i, s in enumerate(sets)},
-        "sets": [{"name": s.name, "n": int(len(s.labels)), "weight": s.weight} for s in sets],
+        "temperature": temperature,
+        "cv_score": score,
+        "cv_score_by_C": {key: value["score"] for key, value in by_c.items()},
+        "cv_by_set": {
+            s.name: _set_figures(s, calibrated[rows.membership == i])
+            | {"ece": expected_calibration_error(s.labels, calibrated[rows.membership == i], s.three_way)}
+            for i, s in enumerate(sets)
+        },
+        "sets": [
+            {"name": s.name, "n": int(len(s.labels)), "weight": s.weight,
+             "labels": "three-way" if s.three_way else "binary"}
+            for s in sets
+        ],
     }
     if dev is not None:
-        raw = 1.0 / (1.0 + np.exp(-head.decision(dev.features)))
-        calibrated = head.predict_proba(dev.features)
-        report |= {
-            "dev": dev.name,
-            "dev_accuracy": float(((calibrated >= 0.5) == dev.labels).mean()),
-            "dev_ece_uncalibrated": expected_calibration_error(dev.labels, raw),
-            "dev_ece": expected_calibration_error(dev.labels, calibrated),
-        }
+        report |= _dev_report(head, dev)
     head.training = (training_info or {}) | report
     return TrainingResult(head, report)
+
+
+def _dev_report(head: LogisticHead, dev: FeatureSet) -> dict[str, Any]:
+    """Negative-vs-positive accuracy and ECE (before and after calibration) on ``dev``, and its neutral share."""
+    calibrated = head.predict_proba(dev.features)
+    raw = class_probabilities(head.decision(dev.features), head.classes)
+    report: dict[str, Any] = {
+        "dev": dev.name,
+        "dev_accuracy": binary_accuracy(dev.labels, calibrated),
+        "dev_ece_uncalibrated": expected_calibration_error(dev.labels, raw, dev.three_way),
+        "dev_ece": expected_calibration_error(dev.labels, calibrated, dev.three_way),
+        "dev_neutral_share": float(np.mean(calibrated.argmax(axis=1) == NEUTRAL)),
+    }
+    if dev.three_way:
+        report["dev_macro_recall"] = macro_recall(dev.labels, calibrated.argmax(axis=1))
+    return report
+

@@ -27,7 +27,7 @@ def test_round_trip_is_exact_float32(tmp_path: Path) -> None:
     data = vectors(50, 384)
     data[0, :3] = [np.float32(1e-45), np.float32(-0.0), np.float32(3.4e38)]  # denormal, signed zero, huge
     with EmbeddingCache(tmp_path / "c", "ns", dim=384) as cache:
-        cache.set_many(zip(texts, data))
+        cache.set_many(zip(texts, data, strict=True))
     with EmbeddingCache(tmp_path / "c", "ns", dim=384, memory_items=0) as cache:  # read back from disk
         found = cache.get_many(texts)
         assert all(v is not None and v.dtype == np.float32 and v.shape == (384,) for v in found)
@@ -53,7 +53,7 @@ def test_get_many_mixes_hits_and_misses_and_counts(tmp_path: Path) -> None:
 def test_memory_tier_is_a_bounded_lru_and_get_memory_never_reads_disk(tmp_path: Path) -> None:
     data = vectors(3, 4)
     with EmbeddingCache(tmp_path / "c", "ns", dim=4, memory_items=2) as cache:
-        cache.set_many(zip(["a", "b", "c"], data))  # "a" falls out of memory (LRU of 2)
+        cache.set_many(zip(["a", "b", "c"], data, strict=True))  # "a" falls out of memory (LRU of 2)
         memory = cache.get_memory(["a", "b", "c"])
         assert memory[0] is None and np.array_equal(memory[1], data[1]) and np.array_equal(memory[2], data[2])
         assert cache.memory_hits == 2 and cache.misses == 0 and cache.disk_hits == 0
@@ -69,7 +69,7 @@ def test_size_limit_evicts_least_recently_stored(tmp_path: Path) -> None:
     with EmbeddingCache(tmp_path / "c", "ns", size_limit_mb=1, dim=dim, memory_items=0) as cache:
         for batch in range(8):  # 4 MiB written in all
             texts = [f"text {batch}-{i}" for i in range(128)]
-            cache.set_many(zip(texts, vectors(128, dim, seed=batch)))
+            cache.set_many(zip(texts, vectors(128, dim, seed=batch), strict=True))
             stats = cache.stats()
             assert stats.volume_bytes <= cache.size_limit_bytes
             assert stats.entries >= 128  # the batch just written always survives its own eviction

@@ -8,9 +8,10 @@ from pathlib import Path
 import pytest
 
 from bot.cli import build_parser
-from bot.console import classify_lines
-from classifier.head import CLASSES, LogisticHead
-from tests.conftest import SST2_DEV, clean_environ, run_moodbot, write_tsv
+from bot.cli.console import classify_lines
+from classifier.head import LogisticHead
+from classifier.labels import CLASSES
+from tests.support.helpers import REPO_ROOT, SST2_DEV, clean_environ, run_moodbot, write_tsv
 
 COMMANDS = ("run", "console", "classify", "evaluate", "train", "bench", "cache")
 EMPTY = {"text": "", "label": None, "error": "empty text"}
@@ -35,13 +36,15 @@ def test_help_lists_every_command(cli_env: dict[str, str]) -> None:
     [
         ("classify", ["TEXT", "--json"]),
         ("console", ["--json"]),
-        ("evaluate", ["--data", "--json", "--plot"]),
-        ("train", ["--data", "--dev", "--model", "--out", "--extra", "--pooling"]),
+        ("evaluate", ["--data", "--json", "--plot", ":three-way", "p_negative >= 0.9"]),
+        ("train", ["--data", "--dev", "--model", "--out", "--extra", "--pooling", ":three-way", "dismiss: neutral"]),
         ("cache", ["stats", "clear"]),
         ("bench", ["--json", "--model", "--messages"]),
     ],
 )
-def test_each_command_documents_its_options(command: str, options: list[str], capsys: pytest.CaptureFixture[str]) -> None:
+def test_each_command_documents_its_options(
+    command: str, options: list[str], capsys: pytest.CaptureFixture[str]
+) -> None:
     with pytest.raises(SystemExit) as exited:
         build_parser().parse_args([command, "--help"])
     assert exited.value.code == 0
@@ -84,12 +87,13 @@ def test_classify_json_survives_hostile_stdin(cli_env: dict[str, str]) -> None:
     assert b"Traceback" not in result.stderr
     records = json_lines(result.stdout)
     assert len(records) == len(HOSTILE_LINES) + 1  # exactly one object per input line
-    for raw, record in zip([*HOSTILE_LINES, b"last line without newline"], records):
+    for raw, record in zip([*HOSTILE_LINES, b"last line without newline"], records, strict=True):
         if not raw.replace(b"\x00", b"").strip():
             assert record == EMPTY, raw
             continue
-        assert set(record) == {"text", "label", "p_positive", "cached"}, raw
+        assert set(record) == {"text", "label", "p_negative", "p_neutral", "p_positive", "cached"}, raw
         assert record["label"] in CLASSES and 0.0 < record["p_positive"] < 1.0 and record["cached"] is False
+        assert record["p_negative"] + record["p_neutral"] + record["p_positive"] == pytest.approx(1.0, abs=1e-5)
         assert record["text"] == raw.decode("utf-8", "replace").rstrip("\r")
     assert len(records[4]["text"]) == 100_000  # echoed in full, classified on its first tokens
     assert "\ufffd" in records[6]["text"]
@@ -104,7 +108,8 @@ def test_classify_arguments_with_lone_surrogates_and_plain_output(moodbot_main) 
 
     plain = moodbot_main(["classify", "fine", ""])
     lines = plain.out.splitlines()
-    assert len(lines) == 2 and lines[0].split()[0] in CLASSES and "p_positive=" in lines[0]
+    assert len(lines) == 2 and lines[0].split()[0] in CLASSES
+    assert all(f"{name}=" in lines[0] for name in ("p_negative", "p_neutral", "p_positive"))
     assert lines[0].endswith(" cached  fine")  # classified by the first call: now from the cache
     assert lines[1] == "(skipped: empty text)"
 
@@ -158,7 +163,8 @@ def test_evaluate_dev_set_twice_second_run_from_cache(tmp_path: Path) -> None:
     assert report["n"] == len([line for line in SST2_DEV.read_text().splitlines() if line.strip()])
     assert report["accuracy"] >= 0.80, report["accuracy"]
     assert report["cache_hits"] < report["n"] / 10
-    assert set(report["per_class"]) == set(CLASSES) and sum(map(sum, report["confusion"])) == report["n"]
+    assert set(report["per_class"]) == {"negative", "positive"} and sum(map(sum, report["confusion"])) == report["n"]
+    assert report["three_way"] is False and report["classes"] == ["negative", "positive"]  # binary data
     assert "evaluating dev.tsv" in first.stderr.decode()  # the progress bar goes to stderr
 
     plot = tmp_path / "plots" / "dev.png"
@@ -184,14 +190,64 @@ def test_bad_data_file_is_one_line_error_naming_the_line(moodbot_main, tmp_path:
     bad.write_text(bad.read_text() + "no label here\n")
     result = moodbot_main(["evaluate", "--data", str(bad)])
     assert result.code == 2 and result.out == ""
-    assert result.err.strip() == f"moodbot: error: {bad}:3: expected 'sentence<TAB>label' with label 0 or 1, got 'no label here'"
+    assert (
+        result.err.strip()
+        == f"moodbot: error: {bad}:3: expected 'sentence<TAB>label' with label 0 or 1 "
+        "(binary file; a three-way file must be declared), got 'no label here'"
+    )
+
+
+def test_evaluate_three_way_data_reports_macro_recall_and_a_3x3_confusion(moodbot_main, tmp_path: Path) -> None:
+    tweets = write_tsv(tmp_path / "three.tsv", [("so bad", 0), ("at noon", 1), ("so good", 2), ("ok then", 1)])
+    result = moodbot_main(["evaluate", "--data", f"{tweets}:three-way", "--json", "--plot", str(tmp_path / "3.png")])
+    assert result.code == 0, result.err
+    report = json.loads(result.out)
+    assert report["three_way"] is True and report["classes"] == list(CLASSES) and report["n"] == 4
+    assert len(report["confusion"]) == 3 and all(len(row) == 3 for row in report["confusion"])
+    assert set(report["per_class"]) == set(CLASSES) and report["per_class"]["neutral"]["support"] == 2
+    assert 0.0 <= report["macro_recall"] <= 1.0 and "flags_at_0_9" in report and report["data"] == str(tweets)
+    assert (tmp_path / "3.png").read_bytes()[:4] == b"\x89PNG"
+    table = moodbot_main(["evaluate", "--data", f"{tweets}:three-way"])
+    assert "macro recall" in table.out and "neutral" in table.out and "flags       " in table.out
+    undeclared = moodbot_main(["evaluate", "--data", str(tweets)])
+    assert undeclared.code == 2 and f"{tweets}:3:" in undeclared.err
+    assert "three-way file must be declared" in undeclared.err
+    typo = moodbot_main(["evaluate", "--data", f"{tweets}:3way"])
+    assert typo.code == 2 and "unknown suffix '3way'" in typo.err
+
+
+CHAT = REPO_ROOT / "evaldata" / "chat"
+#: Loose bounds that the version-1 MiniLM head also meets: tighten them once the three-way heads ship.
+MAX_NEUTRAL_FLAG_SHARE, MIN_NEGATIVE_FLAG_SHARE = 0.2, 0.5
+
+
+def test_evaluate_reports_flags_of_the_shipped_head_on_chat(tmp_path: Path) -> None:
+    """Ordinary neutral server messages rarely reach the default flag threshold; clearly negative ones mostly do."""
+    env = clean_environ() | {"MOODBOT_DATA_DIR": str(tmp_path / "var"), "MOODBOT_CACHE_DIR": str(tmp_path / "cache"),
+                             "MOODBOT_DEVICE": "cpu", "MOODBOT_LOG_LEVEL": "warning"}
+    reports = {}
+    for name in ("neutral_chat", "negative_chat", "positive_slang_chat"):
+        result = run_moodbot(["evaluate", "--data", f"{CHAT / name}.tsv:three-way", "--json"], env)
+        assert result.returncode == 0, result.stderr.decode(errors="replace")[-2000:]
+        reports[name] = json.loads(result.stdout)
+    neutral, negative = reports["neutral_chat"], reports["negative_chat"]
+    print(f"\nshipped head ({', '.join(neutral['head_classes'])}): {neutral['flags_at_0_9']} of {neutral['n']} neutral "
+          f"chat messages flagged, {negative['flags_at_0_9']} of {negative['n']} negative ones, "
+          f"{reports['positive_slang_chat']['flags_at_0_9']} of {reports['positive_slang_chat']['n']} upbeat slang")
+    assert neutral["n"] >= 40 and neutral["negative_recall_at_0_9"] is None  # no negative text in it
+    assert neutral["flags_at_0_9"] <= MAX_NEUTRAL_FLAG_SHARE * neutral["n"]
+    assert negative["negative_recall_at_0_9"] >= MIN_NEGATIVE_FLAG_SHARE
 
 
 def test_head_for_another_encoder_is_a_one_line_error(moodbot_main, other_model_dir: Path) -> None:
     result = moodbot_main(["classify", "hello"], MOODBOT_MODEL=str(other_model_dir))
     assert result.code == 2
     lines = result.err.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("moodbot: error: this head was trained for encoder") and "moodbot train" in lines[0]
+    assert (
+        len(lines) == 1
+        and lines[0].startswith("moodbot: error: this head was trained for encoder")
+        and "moodbot train" in lines[0]
+    )
 
 
 def test_cache_stats_and_clear(moodbot_main, cli_env: dict[str, str]) -> None:
@@ -202,20 +258,32 @@ def test_cache_stats_and_clear(moodbot_main, cli_env: dict[str, str]) -> None:
     cleared = moodbot_main(["cache", "clear"])
     assert cleared.code == 0 and cleared.out.startswith("removed 3 cached vectors")
     assert json.loads(moodbot_main(["cache", "stats"], MOODBOT_CACHE_SIZE_MB="7").out)["entries"] == 0
-    assert json.loads(moodbot_main(["cache", "stats"], MOODBOT_CACHE_SIZE_MB="7").out)["size_limit_bytes"] == 7 * 1024 * 1024
+    assert (
+        json.loads(moodbot_main(["cache", "stats"], MOODBOT_CACHE_SIZE_MB="7").out)["size_limit_bytes"]
+        == 7 * 1024 * 1024
+    )
     again = moodbot_main(["classify", "--json", "one"])
     assert json.loads(again.out)["cached"] is False
 
 
 def test_train_writes_a_matching_head_byte_for_byte(
-    moodbot_main, monkeypatch: pytest.MonkeyPatch, tiny_data_dir: Path, tiny_model_dir: Path, tiny_encoder, tmp_path: Path
+    moodbot_main,
+    monkeypatch: pytest.MonkeyPatch,
+    tiny_data_dir: Path,
+    tiny_model_dir: Path,
+    tiny_encoder,
+    tmp_path: Path,
 ) -> None:
     monkeypatch.setenv("SOURCE_DATE_EPOCH", "1700000000")
     args = ["train", "--data", str(tiny_data_dir / "train.tsv"), "--dev", str(tiny_data_dir / "dev.tsv"), "--extra",
             "--model", str(tiny_model_dir)]
     first = moodbot_main([*args, "--out", str(tmp_path / "a" / "head.json")])
     assert first.code == 0, first.err
-    assert "CV accuracy" in first.out and "dev accuracy" in first.out and f"wrote {tmp_path / 'a' / 'head.json'}" in first.out
+    assert (
+        "CV accuracy (negative vs positive)" in first.out
+        and "dev accuracy" in first.out
+        and f"wrote {tmp_path / 'a' / 'head.json'}" in first.out
+    )
     second = moodbot_main([*args, "--out", str(tmp_path / "b.json")], MOODBOT_CACHE_DIR=str(tmp_path / "fresh-cache"))
     assert second.code == 0, second.err
     assert (tmp_path / "a" / "head.json").read_bytes() == (tmp_path / "b.json").read_bytes()
@@ -230,5 +298,35 @@ def test_train_writes_a_matching_head_byte_for_byte(
 def test_train_on_malformed_data_is_a_one_line_error(moodbot_main, tiny_data_dir: Path, tmp_path: Path) -> None:
     bad = tmp_path / "train.tsv"
     bad.write_text("good\t1\nbad\tmaybe\n")
-    result = moodbot_main(["train", "--data", str(bad), "--dev", str(tiny_data_dir / "dev.tsv"), "--extra", "--out", str(tmp_path / "h.json")])
+    result = moodbot_main(
+        [
+            "train",
+            "--data",
+            str(bad),
+            "--dev",
+            str(tiny_data_dir / "dev.tsv"),
+            "--extra",
+            "--out",
+            str(tmp_path / "h.json"),
+        ]
+    )
     assert result.code == 2 and f"{bad}:2:" in result.err and not (tmp_path / "h.json").exists()
+
+
+def test_train_with_a_three_way_extra_set(moodbot_main, tiny_data_dir: Path, tiny_encoder, tmp_path: Path) -> None:
+    neutral = ["the meeting is at noon", "see the pinned message", "the link is in the channel topic",
+               "uploading the file now", "which version are you on", "the bot restarts at 3am"]
+    rows = [("i love this server", 2), ("what a great day", 2), ("this is awful", 0), ("i hate it", 0)]
+    extra = write_tsv(tmp_path / "chat.tsv", rows * 2 + [(t, 1) for t in neutral])
+    out = tmp_path / "three.json"
+    result = moodbot_main(["train", "--data", str(tiny_data_dir / "train.tsv"), "--dev", str(tiny_data_dir / "dev.tsv"),
+                           "--extra", f"{extra}:2:three-way", "--out", str(out)])
+    assert result.code == 0, result.err
+    assert "macro recall" in result.out and "classes negative/neutral/positive" in result.out
+    head = LogisticHead.load(out)
+    assert head.three_way and head.classes == CLASSES
+    assert head.training["sets"][1] == {"name": "chat", "n": 14, "weight": 2.0, "labels": "three-way"}
+    assert head.training["data"][1]["labels"] == "three-way" and head.training["data"][1]["weight"] == 2.0
+    assert set(head.training["cv_by_set"]["chat"]["recall"]) == set(CLASSES)
+    wrong = moodbot_main(["train", "--data", f"{tiny_data_dir / 'train.tsv'}:2", "--extra", "--out", str(out)])
+    assert wrong.code == 2 and "unknown suffix '2'" in wrong.err  # --data takes no weight

@@ -1,4 +1,4 @@
-"""Labelled TSV files and the evaluation metrics."""
+"""Labelled TSV files (binary and three-way) and the evaluation metrics."""
 
 from __future__ import annotations
 
@@ -9,8 +9,11 @@ import numpy as np
 import pytest
 
 from classifier.data import DataFormatError, load_tsv
+from classifier.labels import NEGATIVE, NEUTRAL, POSITIVE
 from classifier.metrics import classification_report, expected_calibration_error
-from tests.conftest import SST2_DEV
+from tests.support.helpers import REPO_ROOT, SST2_DEV
+
+CHAT = REPO_ROOT / "evaldata" / "chat"
 
 
 def test_load_tsv_reads_sentences_labels_and_hash(tmp_path: Path) -> None:
@@ -19,9 +22,21 @@ def test_load_tsv_reads_sentences_labels_and_hash(tmp_path: Path) -> None:
     path.write_bytes(raw.encode())
     data = load_tsv(path)
     assert data.texts == ["a good film", 'a "quoted" one', "with\ttabs inside"]
-    assert data.labels.tolist() == [1, 0, 1] and data.labels.dtype == np.int64
+    assert data.labels.tolist() == [POSITIVE, NEGATIVE, POSITIVE] and data.labels.dtype == np.int64  # 1 = positive
     assert data.sha256 == hashlib.sha256(raw.encode()).hexdigest()
-    assert len(data) == 3 and data.source == str(path)
+    assert len(data) == 3 and data.source == str(path) and not data.three_way
+
+
+def test_three_way_file_is_read_only_when_declared(tmp_path: Path) -> None:
+    path = tmp_path / "tweets.tsv"
+    path.write_text("so bad\t0\nat noon\t1\nso good\t2\n")
+    data = load_tsv(path, three_way=True)
+    assert data.three_way and data.labels.tolist() == [NEGATIVE, NEUTRAL, POSITIVE]
+    with pytest.raises(DataFormatError, match=r"tweets\.tsv:3: .*label 0 or 1 \(binary file; a three-way file must be"):
+        load_tsv(path)  # never guessed from the labels: undeclared, it is binary, and 2 is an error
+    only_zeros_and_ones = tmp_path / "calm.tsv"
+    only_zeros_and_ones.write_text("so bad\t0\nat noon\t1\n")
+    assert load_tsv(only_zeros_and_ones, three_way=True).labels.tolist() == [NEGATIVE, NEUTRAL]  # 1 stays neutral
 
 
 @pytest.mark.parametrize(
@@ -56,27 +71,74 @@ def test_missing_and_empty_files(tmp_path: Path) -> None:
         load_tsv(tmp_path / "empty.tsv")
 
 
-def test_shared_sst2_dev_loads() -> None:
+def test_shared_data_and_chat_sets_load() -> None:
     data = load_tsv(SST2_DEV)
-    assert len(data) > 800 and set(data.labels.tolist()) == {0, 1}
+    assert len(data) > 800 and set(data.labels.tolist()) == {NEGATIVE, POSITIVE}
+    tweets = load_tsv(SST2_DEV.parents[1] / "tweeteval" / "val_3class.tsv", three_way=True)
+    assert len(tweets) == 2000 and set(tweets.labels.tolist()) == {NEGATIVE, NEUTRAL, POSITIVE}
+    expected = {"neutral_chat.tsv": NEUTRAL, "negative_chat.tsv": NEGATIVE, "positive_slang_chat.tsv": POSITIVE}
+    for name, label in expected.items():
+        chat = load_tsv(CHAT / name, three_way=True)
+        assert set(chat.labels.tolist()) == {label} and len(set(chat.texts)) == len(chat), name
+    assert len(load_tsv(CHAT / "neutral_chat.tsv", three_way=True)) >= 40
 
 
-def test_classification_report_numbers() -> None:
-    labels = np.array([0, 0, 0, 1, 1, 1])
-    p = np.array([0.05, 0.2, 0.7, 0.9, 0.6, 0.4])
-    report = classification_report(labels, p)
-    assert report.n == 6
+def binary(p_positive: list[float]) -> np.ndarray:
+    """Probabilities of a binary head: no neutral."""
+    p = np.asarray(p_positive)
+    return np.stack([1 - p, np.zeros_like(p), p], axis=1)
+
+
+def test_classification_report_numbers_on_binary_data() -> None:
+    labels = np.array([NEGATIVE] * 3 + [POSITIVE] * 3)
+    report = classification_report(labels, binary([0.05, 0.2, 0.7, 0.9, 0.6, 0.4]), three_way=False)
+    assert report.n == 6 and report.classes == ["negative", "positive"] and not report.three_way
     assert report.accuracy == pytest.approx(4 / 6)
     assert report.confusion == [[2, 1], [1, 2]]
     assert report.per_class["negative"]["precision"] == pytest.approx(2 / 3)
     assert report.per_class["positive"]["recall"] == pytest.approx(2 / 3)
     assert report.per_class["positive"]["support"] == 3
-    assert report.negative_precision_at_0_9 == 1.0  # only p=0.05 has p_negative >= 0.9
-    assert report.negative_recall_at_0_9 == pytest.approx(1 / 3)
-    assert set(report.to_json()) >= {"n", "accuracy", "per_class", "confusion", "ece"}
+    assert report.flags == 1 and report.negative_precision_at_flag == 1.0  # only p=0.05 has p_negative >= 0.9
+    assert report.negative_recall_at_flag == pytest.approx(1 / 3)
+    assert report.macro_recall is None and report.binary_accuracy is None
+    assert set(report.to_json()) >= {"n", "accuracy", "per_class", "confusion", "ece", "flags_at_0_9"}
+
+
+def test_binary_data_compares_negative_with_positive_only() -> None:
+    """A three-way head on binary data: a text it calls neutral still counts by its negative-vs-positive side."""
+    labels = np.array([NEGATIVE, NEGATIVE, POSITIVE, POSITIVE])
+    p = np.array([[0.3, 0.6, 0.1], [0.95, 0.04, 0.01], [0.1, 0.5, 0.4], [0.45, 0.1, 0.45]])
+    report = classification_report(labels, p, three_way=False)
+    assert report.accuracy == 1.0 and report.confusion == [[2, 0], [0, 2]]  # a tie goes to positive
+    assert report.label_shares == {"negative": 0.5, "neutral": 0.5, "positive": 0.0}  # argmax: ties to negative
+    assert report.flags == 1 and report.negative_recall_at_flag == 0.5
+
+
+def test_classification_report_numbers_on_three_way_data() -> None:
+    labels = np.array([NEGATIVE, NEGATIVE, NEUTRAL, NEUTRAL, NEUTRAL, POSITIVE])
+    p = np.array([
+        [0.92, 0.05, 0.03],  # negative, flagged
+        [0.30, 0.60, 0.10],  # called neutral
+        [0.20, 0.70, 0.10],
+        [0.91, 0.08, 0.01],  # a neutral text flagged: a false flag
+        [0.10, 0.30, 0.60],  # called positive
+        [0.05, 0.15, 0.80],
+    ])
+    report = classification_report(labels, p, three_way=True)
+    assert report.classes == ["negative", "neutral", "positive"]
+    assert report.confusion == [[1, 1, 0], [1, 1, 1], [0, 0, 1]]
+    assert report.accuracy == pytest.approx(3 / 6)
+    assert report.macro_recall == pytest.approx((1 / 2 + 1 / 3 + 1) / 3)
+    assert report.binary_accuracy == 1.0  # the negative and the positive rows, negative vs positive
+    assert report.per_class["neutral"] == {"precision": 0.5, "recall": pytest.approx(1 / 3), "f1": 0.4, "support": 3}
+    assert report.flags == 2 and report.negative_precision_at_flag == 0.5 and report.negative_recall_at_flag == 0.5
+    only_neutral = classification_report(labels[2:5], p[2:5], three_way=True)
+    assert only_neutral.flags == 1 and only_neutral.negative_recall_at_flag is None
 
 
 def test_expected_calibration_error() -> None:
-    labels = np.array([1, 1, 0, 0])
-    assert expected_calibration_error(labels, np.array([1.0, 1.0, 0.0, 0.0])) == pytest.approx(0.0)
-    assert expected_calibration_error(labels, np.array([0.0, 0.0, 1.0, 1.0])) == pytest.approx(1.0)
+    labels = np.array([POSITIVE, POSITIVE, NEGATIVE, NEGATIVE])
+    assert expected_calibration_error(labels, binary([1.0, 1.0, 0.0, 0.0]), False) == pytest.approx(0.0)
+    assert expected_calibration_error(labels, binary([0.0, 0.0, 1.0, 1.0]), False) == pytest.approx(1.0)
+    three = np.array([[0.0, 0.0, 1.0], [0.0, 0.0, 1.0], [1.0, 0.0, 0.0], [0.0, 1.0, 0.0]])
+    assert expected_calibration_error(labels, three, True) == pytest.approx(0.25)  # one confident mistake in four

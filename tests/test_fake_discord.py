@@ -8,7 +8,6 @@ import json
 import sys
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
-from pathlib import Path
 
 import aiohttp
 import discord
@@ -17,23 +16,21 @@ import yarl
 from discord import app_commands
 from discord.ext import commands
 
-from tests.fake_discord import FakeDiscordServer, Seed, seed_default
-from tests.fake_discord.fixtures import fake_discord  # noqa: F401  (fixture)
+from tests.support.fake_discord import FakeDiscordServer, Seed, seed_default
+from tests.support.helpers import REPO_ROOT, poll_until
 
 pytestmark = pytest.mark.timeout(30)
 
-ROOT = Path(__file__).resolve().parents[1]
 PNG = b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR" + bytes(range(64))
 
 Configure = Callable[[commands.Bot], None]
 
 
 @pytest.fixture
-def world(fake_discord: FakeDiscordServer, monkeypatch: pytest.MonkeyPatch) -> Seed:  # noqa: F811
-    """Seed the server and point discord.py at it the way the product does (settings URLs)."""
+def discord_at_fake(fake_discord: FakeDiscordServer, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Point discord.py at ``fake_discord`` the way the product does (settings URLs), until the test ends."""
     monkeypatch.setattr(discord.http.Route, "BASE", fake_discord.api_base)
     monkeypatch.setattr(discord.gateway.DiscordWebSocket, "DEFAULT_GATEWAY", yarl.URL(fake_discord.gateway_url))
-    return seed_default(fake_discord)
 
 
 def make_bot(configure: Configure | None = None) -> commands.Bot:
@@ -70,28 +67,28 @@ async def running(bot: commands.Bot) -> AsyncIterator[commands.Bot]:
 
 
 async def test_login_ready_and_cache(
-    fake_discord: FakeDiscordServer, world: Seed  # noqa: F811
+    fake_discord: FakeDiscordServer, seeded_guild: Seed, discord_at_fake: None
 ) -> None:
     async with running(make_bot()) as bot:
-        guild = bot.get_guild(world.guild_id)
+        guild = bot.get_guild(seeded_guild.guild_id)
         assert guild is not None and guild.name == "Mood Test Guild"
         assert {c.name for c in guild.text_channels} == {"general", "random", "mod-log"}
-        moderator_role = guild.get_role(world.moderator_role_id)
+        moderator_role = guild.get_role(seeded_guild.moderator_role_id)
         assert moderator_role is not None and moderator_role.permissions.manage_messages
         assert guild.default_role.id == guild.id
-        moderator = guild.get_member(world.moderator_id)
+        moderator = guild.get_member(seeded_guild.moderator_id)
         assert moderator is not None and moderator_role in moderator.roles
-        assert guild.get_member(world.member_id) is not None
+        assert guild.get_member(seeded_guild.member_id) is not None
         assert bot.user is not None and bot.user.id == fake_discord.bot_user.id
         assert bot.application_id == fake_discord.application_id
         assert guild.me.guild_permissions.send_messages
         with pytest.raises(discord.NotFound):
-            await bot.fetch_user(world.member_id)  # not modelled: must be reported as unknown
+            await bot.fetch_user(seeded_guild.member_id)  # not modelled: must be reported as unknown
     me = await fake_discord.wait_for_request(lambda r: r.path == "/users/@me", timeout=1)
     assert me.method == "GET" and me.status == 200
     paths = [(r.method, r.path) for r in fake_discord.requests]
     assert ("GET", "/users/@me") in paths and ("GET", "/oauth2/applications/@me") in paths
-    assert [r.path for r in fake_discord.unknown_routes] == [f"/users/{world.member_id}"]
+    assert [r.path for r in fake_discord.unknown_routes] == [f"/users/{seeded_guild.member_id}"]
     assert fake_discord.handler_errors == []
 
 
@@ -107,7 +104,7 @@ async def test_wrong_token_is_rejected(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 async def test_messages_commands_and_allowed_mentions(
-    fake_discord: FakeDiscordServer, world: Seed  # noqa: F811
+    fake_discord: FakeDiscordServer, seeded_guild: Seed, discord_at_fake: None
 ) -> None:
     seen: list[discord.Message] = []
 
@@ -121,25 +118,27 @@ async def test_messages_commands_and_allowed_mentions(
             await ctx.send(f"echo {text}", allowed_mentions=discord.AllowedMentions.none())
 
     async with running(make_bot(configure)):
-        sent = await fake_discord.send_message(world.general_id, world.member_id, f"!echo hi <@{world.moderator_id}>")
-        reply = await fake_discord.wait_for_message(world.general_id, author_id=fake_discord.bot_user.id)
+        sent = await fake_discord.send_message(
+            seeded_guild.general_id, seeded_guild.member_id, f"!echo hi <@{seeded_guild.moderator_id}>"
+        )
+        reply = await fake_discord.wait_for_message(seeded_guild.general_id, author_id=fake_discord.bot_user.id)
     assert seen[0].id == sent.id and seen[0].content.startswith("!echo hi")
-    assert isinstance(seen[0].author, discord.Member) and seen[0].author.id == world.member_id
-    assert [u.id for u in seen[0].mentions] == [world.moderator_id]
-    assert reply.content == f"echo hi <@{world.moderator_id}>"
+    assert isinstance(seen[0].author, discord.Member) and seen[0].author.id == seeded_guild.member_id
+    assert [u.id for u in seen[0].mentions] == [seeded_guild.moderator_id]
+    assert reply.content == f"echo hi <@{seeded_guild.moderator_id}>"
     assert reply.allowed_mentions == {"parse": []}
     assert reply.data["mentions"] == []  # nobody pinged under AllowedMentions.none()
     assert any(m.id == reply.id for m in seen), "bot's own message is echoed over the gateway like Discord does"
 
 
 async def test_live_changes_edits_reactions_and_attachments(
-    fake_discord: FakeDiscordServer, world: Seed  # noqa: F811
+    fake_discord: FakeDiscordServer, seeded_guild: Seed, discord_at_fake: None
 ) -> None:
     async with running(make_bot()) as bot:
         created = asyncio.ensure_future(bot.wait_for("guild_channel_create", timeout=5))
         joined = asyncio.ensure_future(bot.wait_for("member_join", timeout=5))
-        fake_channel = fake_discord.add_channel(world.guild_id, "late-channel")
-        fake_member = fake_discord.add_member(world.guild_id, name="latecomer")
+        fake_channel = fake_discord.add_channel(seeded_guild.guild_id, "late-channel")
+        fake_member = fake_discord.add_member(seeded_guild.guild_id, name="latecomer")
         assert (await created).id == fake_channel.id and (await joined).id == fake_member.user.id
 
         channel = bot.get_channel(fake_channel.id)
@@ -188,14 +187,18 @@ def configure_app_commands(bot: commands.Bot, guild_id: int) -> None:
 
 
 async def test_slash_commands_followup_png_and_context_menu(
-    fake_discord: FakeDiscordServer, world: Seed  # noqa: F811
+    fake_discord: FakeDiscordServer, seeded_guild: Seed, discord_at_fake: None
 ) -> None:
-    async with running(make_bot(lambda b: configure_app_commands(b, world.guild_id))):
-        synced = {c["name"]: c for c in fake_discord.guild_commands[world.guild_id]}
+    async with running(make_bot(lambda b: configure_app_commands(b, seeded_guild.guild_id))):
+        synced = {c["name"]: c for c in fake_discord.guild_commands[seeded_guild.guild_id]}
         assert set(synced) == {"mood", "moodof", "Analyze message"} and synced["Analyze message"]["type"] == 3
 
         handle = await fake_discord.send_slash_command(
-            world.guild_id, world.general_id, world.member_id, "mood", {"text": "great day", "chart": True}
+            seeded_guild.guild_id,
+            seeded_guild.general_id,
+            seeded_guild.member_id,
+            "mood",
+            {"text": "great day", "chart": True},
         )
         response = await handle.response()
         assert response.type == 4 and response.ephemeral and response.flags & 64
@@ -203,20 +206,25 @@ async def test_slash_commands_followup_png_and_context_menu(
         followup = await handle.followup()
         assert followup.ephemeral and [(f.filename, f.data) for f in followup.files] == [("chart.png", PNG)]
         assert followup.data["attachments"][0]["content_type"] == "image/png"
-        assert fake_discord.messages_in(world.general_id) == []  # ephemeral messages are not in the channel
+        assert fake_discord.messages_in(seeded_guild.general_id) == []  # ephemeral messages are not in the channel
 
-        moderator = fake_discord.guilds[world.guild_id].members[world.moderator_id]
+        moderator = fake_discord.guilds[seeded_guild.guild_id].members[seeded_guild.moderator_id]
         handle = await fake_discord.send_slash_command(
-            world.guild_id, world.general_id, world.member_id, "moodof", {"who": moderator}, subcommand="member"
+            seeded_guild.guild_id,
+            seeded_guild.general_id,
+            seeded_guild.member_id,
+            "moodof",
+            {"who": moderator},
+            subcommand="member",
         )
         assert (await handle.response()).type == 5
         final = await handle.wait_original(lambda m: not m.flags & 128)
         assert final.content == "moderator has roles 2" and not final.ephemeral
-        assert fake_discord.messages_in(world.general_id) == [final]
+        assert fake_discord.messages_in(seeded_guild.general_id) == [final]
 
-        target = await fake_discord.send_message(world.general_id, world.member_id, "what a lovely day")
+        target = await fake_discord.send_message(seeded_guild.general_id, seeded_guild.member_id, "what a lovely day")
         handle = await fake_discord.send_message_command(
-            world.guild_id, world.general_id, world.moderator_id, "Analyze message", target.id
+            seeded_guild.guild_id, seeded_guild.general_id, seeded_guild.moderator_id, "Analyze message", target.id
         )
         response = await handle.response()
         assert response.ephemeral and response.content == f"analyzed {target.id}: what a lovely day"
@@ -235,10 +243,10 @@ class Panel(discord.ui.View):
 
 
 async def test_persistent_view_survives_client_restart(
-    fake_discord: FakeDiscordServer, world: Seed  # noqa: F811
+    fake_discord: FakeDiscordServer, seeded_guild: Seed, discord_at_fake: None
 ) -> None:
     async with running(make_bot()) as bot:
-        channel = bot.get_channel(world.general_id)
+        channel = bot.get_channel(seeded_guild.general_id)
         assert isinstance(channel, discord.TextChannel)
         panel = await channel.send("settings", view=Panel())
 
@@ -251,20 +259,22 @@ async def test_persistent_view_survives_client_restart(
     async with running(make_bot(configure)):
         assert fake_discord.gateway.identify_count == 2
         handle = await fake_discord.click_button(
-            world.guild_id, world.general_id, world.member_id, panel.id, "panel:opt-out"
+            seeded_guild.guild_id, seeded_guild.general_id, seeded_guild.member_id, panel.id, "panel:opt-out"
         )
         response = await handle.response()
-    assert response.type == 4 and response.ephemeral and response.content == f"opted out {world.member_id}"
+    assert response.type == 4 and response.ephemeral and response.content == f"opted out {seeded_guild.member_id}"
     stored = fake_discord.message(panel.id)
     assert stored is not None and stored.components[0]["components"][0]["custom_id"] == "panel:opt-out"
 
 
 async def test_history_pages_newest_first(
-    fake_discord: FakeDiscordServer, world: Seed  # noqa: F811
+    fake_discord: FakeDiscordServer, seeded_guild: Seed, discord_at_fake: None
 ) -> None:
-    posted = [await fake_discord.send_message(world.random_id, world.member_id, f"m{i}") for i in range(160)]
+    posted = [
+        await fake_discord.send_message(seeded_guild.random_id, seeded_guild.member_id, f"m{i}") for i in range(160)
+    ]
     async with running(make_bot()) as bot:
-        channel = bot.get_channel(world.random_id)
+        channel = bot.get_channel(seeded_guild.random_id)
         assert isinstance(channel, discord.TextChannel)
         start = len(fake_discord.requests)
         newest = [m async for m in channel.history(limit=150)]
@@ -276,17 +286,17 @@ async def test_history_pages_newest_first(
     assert pages[1].query["before"] == str(posted[60].id)
     assert [m.content for m in after] == [f"m{i}" for i in range(10, 30)]
     assert around.content == "m80"
-    assert [m.content for m in fake_discord.history(world.random_id, 4, around=posted[80].id)] == [
+    assert [m.content for m in fake_discord.history(seeded_guild.random_id, 4, around=posted[80].id)] == [
         "m81", "m80", "m79", "m78"
     ]
 
 
 @pytest.mark.parametrize(("status", "is_global"), [(429, False), (429, True), (500, False)])
 async def test_rest_faults_are_retried_once(
-    fake_discord: FakeDiscordServer, world: Seed, status: int, is_global: bool  # noqa: F811
+    fake_discord: FakeDiscordServer, seeded_guild: Seed, discord_at_fake: None, status: int, is_global: bool
 ) -> None:
     async with running(make_bot()) as bot:
-        channel = bot.get_channel(world.general_id)
+        channel = bot.get_channel(seeded_guild.general_id)
         assert isinstance(channel, discord.TextChannel)
         rule = fake_discord.fail_next(
             status=status, method="POST", path=r"/channels/\d+/messages", retry_after=0.2, is_global=is_global
@@ -295,7 +305,7 @@ async def test_rest_faults_are_retried_once(
     assert rule.hits == 1
     posts = fake_discord.requests_matching("POST", r"/channels/\d+/messages")
     assert [r.status for r in posts] == [status, 200]
-    assert [m.id for m in fake_discord.bot_messages_in(world.general_id)] == [sent.id]
+    assert [m.id for m in fake_discord.bot_messages_in(seeded_guild.general_id)] == [sent.id]
 
 
 @pytest.mark.parametrize(
@@ -304,7 +314,7 @@ async def test_rest_faults_are_retried_once(
     ids=["abrupt-resume", "close-4000-resume", "invalidated-reidentify"],
 )
 async def test_gateway_drop_recovers(
-    fake_discord: FakeDiscordServer, world: Seed, abrupt: bool, code: int, resumable: bool  # noqa: F811
+    fake_discord: FakeDiscordServer, seeded_guild: Seed, discord_at_fake: None, abrupt: bool, code: int, resumable: bool
 ) -> None:
     contents: list[str] = []
     marker = asyncio.Event()
@@ -323,12 +333,12 @@ async def test_gateway_drop_recovers(
 
     async with running(make_bot(configure)):
         assert await fake_discord.drop_gateway(abrupt=abrupt, code=code, resumable=resumable) == 1
-        await fake_discord.send_message(world.general_id, world.member_id, "during outage")
+        await fake_discord.send_message(seeded_guild.general_id, seeded_guild.member_id, "during outage")
         if resumable:
             await fake_discord.wait_until(lambda: fake_discord.gateway.resume_count == 1, timeout=10)
         else:
             await fake_discord.wait_for_connection(timeout=10, identifies=2)
-        await fake_discord.send_message(world.general_id, world.member_id, "after reconnect")
+        await fake_discord.send_message(seeded_guild.general_id, seeded_guild.member_id, "after reconnect")
         await asyncio.wait_for(marker.wait(), 10)
     expected = ["during outage", "after reconnect"] if resumable else ["after reconnect"]
     assert contents == expected
@@ -337,8 +347,8 @@ async def test_gateway_drop_recovers(
 
 async def test_standalone_process_with_control_api(monkeypatch: pytest.MonkeyPatch) -> None:
     proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "tests.fake_discord", "--port", "0", "--print-urls",
-        cwd=ROOT, stdout=asyncio.subprocess.PIPE,
+        sys.executable, "-m", "tests.support.fake_discord", "--port", "0", "--print-urls",
+        cwd=REPO_ROOT, stdout=asyncio.subprocess.PIPE,
     )
     try:
         assert proc.stdout is not None
@@ -398,3 +408,44 @@ async def test_standalone_process_with_control_api(monkeypatch: pytest.MonkeyPat
     finally:
         proc.kill()
         await asyncio.wait_for(proc.wait(), 10)
+
+
+async def test_shards_receive_only_their_guilds(monkeypatch: pytest.MonkeyPatch) -> None:
+    async with FakeDiscordServer(shard_count=2, max_concurrency=2) as server:
+        monkeypatch.setattr(discord.http.Route, "BASE", server.api_base)
+        monkeypatch.setattr(discord.gateway.DiscordWebSocket, "DEFAULT_GATEWAY", yarl.URL(server.gateway_url))
+        guilds = [seed_default(server, name=f"Guild {shard}", shard=shard) for shard in (0, 1)]
+        assert [(g.guild_id >> 22) % 2 for g in guilds] == [0, 1]
+        seen: dict[int, list[int]] = {0: [], 1: []}
+
+        def sharded(shard: int) -> commands.AutoShardedBot:
+            intents = discord.Intents.default()
+            intents.message_content = True
+            bot = commands.AutoShardedBot(
+                command_prefix="!", intents=intents, shard_ids=[shard], shard_count=2, guild_ready_timeout=0.05
+            )
+
+            @bot.listen()
+            async def on_message(message: discord.Message) -> None:
+                seen[shard].append(message.id)
+
+            return bot
+
+        async with running(sharded(0)) as first, running(sharded(1)) as second:
+            assert [g.id for g in first.guilds] == [guilds[0].guild_id]
+            assert [g.id for g in second.guilds] == [guilds[1].guild_id]
+            sent = [await server.send_message(g.general_id, g.member_id, "hello shard") for g in guilds]
+            await poll_until(lambda: len(seen[0]) + len(seen[1]) >= 2, 5, "both messages")
+            await asyncio.sleep(0.2)  # a wrongly routed copy would arrive meanwhile
+        assert seen == {0: [sent[0].id], 1: [sent[1].id]}
+        assert [shard for _, *shard in server.gateway.identifies] == [[0, 2], [1, 2]]
+
+        async with aiohttp.ClientSession() as http:
+            async with http.get(f"{server.api_base}/gateway/bot", headers={"Authorization": "Bot x"}) as resp:
+                gateway = await resp.json()
+            assert gateway["shards"] == 2 and gateway["session_start_limit"]["max_concurrency"] == 2
+            async with http.ws_connect(server.gateway_url) as ws:
+                await ws.receive_json()  # HELLO
+                await ws.send_json({"op": 2, "d": {"token": "x", "intents": 0, "shard": [2, 2], "properties": {}}})
+                await ws.receive()
+                assert ws.close_code == 4010  # invalid shard

@@ -25,8 +25,10 @@ import pytest
 from bot.store import ReviewAction, Store
 from classifier.data import load_tsv
 from classifier.head import LogisticHead
+from classifier.labels import NEGATIVE, NEUTRAL
+from classifier.metrics import binary_accuracy
 from classifier.text import prepare_text
-from tests.conftest import clean_environ, run_moodbot, write_tsv
+from tests.support.helpers import clean_environ, run_moodbot, write_tsv
 
 MODERATOR = 4242
 GUILD, OTHER_GUILD = 1001, 2002
@@ -71,7 +73,17 @@ def chat(tmp_path_factory: pytest.TempPathFactory, tiny_model_dir: Path, tiny_he
 
 def train_args(data_dir: Path, out: Path, *extra: str) -> list[str]:
     """``moodbot train`` on the chat train/dev TSVs with no extra set (``--extra`` followed by nothing)."""
-    return ["train", "--data", str(data_dir / "train.tsv"), "--dev", str(data_dir / "dev.tsv"), "--extra", "--out", str(out), *extra]
+    return [
+        "train",
+        "--data",
+        str(data_dir / "train.tsv"),
+        "--dev",
+        str(data_dir / "dev.tsv"),
+        "--extra",
+        "--out",
+        str(out),
+        *extra,
+    ]
 
 
 def database(env: dict[str, str]) -> Path:
@@ -79,13 +91,16 @@ def database(env: dict[str, str]) -> Path:
 
 
 def review_of(label: int, index: int) -> ReviewAction:
-    """A flag on a message that was in fact positive is dismissed; a negative one is confirmed or deleted."""
+    """A flag on a message that was not negative (``label`` 1 in the binary files) is dismissed; a negative one is
+    confirmed or deleted."""
     if label == 1:
         return ReviewAction.DISMISS
     return ReviewAction.CONFIRM if index % 2 == 0 else ReviewAction.DELETE
 
 
-def raise_and_review(store: Store, encoder, guild_id: int, reviews: list[tuple[str, ReviewAction]], first_message_id: int) -> None:
+def raise_and_review(
+    store: Store, encoder, guild_id: int, reviews: list[tuple[str, ReviewAction]], first_message_id: int
+) -> None:
     """Flag each text with the encoder's real embedding (as the bot does) and review it as a moderator."""
     vectors = encoder.embed([prepare_text(text) for text, _ in reviews])
     for offset, ((text, action), vector) in enumerate(zip(reviews, vectors, strict=True)):
@@ -103,15 +118,20 @@ def error_lines(err: str) -> list[str]:
     return [line for line in err.splitlines() if line.startswith("moodbot:")]
 
 
-def test_feedback_retrain_per_guild(tmp_path: Path, cli_env: dict[str, str], moodbot_main, tiny_encoder, chat: ChatData) -> None:
-    assert LogisticHead.load(chat.base_head).training["sets"] == [{"name": "sst2-train", "n": 34, "weight": 1.0}]
+def test_feedback_retrain_per_guild(
+    tmp_path: Path, cli_env: dict[str, str], moodbot_main, tiny_encoder, chat: ChatData
+) -> None:
+    base = LogisticHead.load(chat.base_head)
+    assert base.training["sets"] == [{"name": "sst2-train", "n": 34, "weight": 1.0, "labels": "binary"}]
+    assert base.classes == ("negative", "positive")
     guild_reviews = [(text, review_of(label, i)) for i, (text, label) in enumerate(chat.pool[::2])]  # 17
     other_reviews = [(text, review_of(label, i)) for i, (text, label) in enumerate(chat.pool[1::2])]  # 16
     with Store.open_sync(database(cli_env)) as store:
         raise_and_review(store, tiny_encoder, GUILD, guild_reviews, first_message_id=10_000)
         raise_and_review(store, tiny_encoder, OTHER_GUILD, other_reviews, first_message_id=20_000)
         vectors, labels = store.feedback_examples(tiny_encoder.cache_namespace, GUILD)
-        assert labels.tolist() == [label for _, label in chat.pool[::2]]  # dismiss -> 1, confirm/delete -> 0
+        # dismiss stores neutral (a false flag is ordinary text), confirm and delete store negative
+        assert labels.tolist() == [NEUTRAL if label == 1 else NEGATIVE for _, label in chat.pool[::2]]
         expected = tiny_encoder.embed([prepare_text(text) for text, _ in guild_reviews])
         np.testing.assert_array_equal(vectors, expected)  # the stored vector is the embedding itself
         assert len(store.feedback_examples(tiny_encoder.cache_namespace)[1]) == 33
@@ -144,12 +164,17 @@ def test_feedback_retrain_per_guild(tmp_path: Path, cli_env: dict[str, str], moo
     assert DEV_ACCURACY.search(out).group(1) == f"{after:.4f}" and f"wrote {new}" in out
     head = LogisticHead.load(new)
     assert head.encoder.fingerprint == tiny_encoder.fingerprint
-    assert head.training["sets"] == [{"name": "sst2-train", "n": 34, "weight": 1.0}, {"name": "feedback", "n": 17, "weight": 1.0}]
-    assert set(head.training["cv_accuracy_by_set"]) == {"sst2-train", "feedback"}
+    assert head.training["sets"] == [
+        {"name": "sst2-train", "n": 34, "weight": 1.0, "labels": "binary"},
+        {"name": "feedback", "n": 17, "weight": 1.0, "labels": "three-way"},
+    ]
+    assert head.classes == ("negative", "neutral", "positive")  # dismissals taught it neutral
+    assert set(head.training["cv_by_set"]) == {"sst2-train", "feedback"}
+    assert set(head.training["cv_by_set"]["feedback"]["recall"]) == {"negative", "neutral"}
     assert head.training["dev_accuracy"] == pytest.approx(after, abs=1e-4)
     dev = load_tsv(chat.folder / "dev.tsv")
     p = head.predict_proba(tiny_encoder.embed([prepare_text(t) for t in dev.texts]))
-    assert float(((p >= 0.5) == dev.labels).mean()) == pytest.approx(after, abs=1e-4)  # the written head is the one reported
+    assert binary_accuracy(dev.labels, p) == pytest.approx(after, abs=1e-4)  # the written head is the one reported
 
     # without --guild both guilds' feedback joins (17 + 16): --guild above left the other guild's 16 out
     everyone = tmp_path / "all-guilds-head.json"
@@ -161,53 +186,74 @@ def test_feedback_retrain_per_guild(tmp_path: Path, cli_env: dict[str, str], moo
     print(f"all guilds (33 feedback rows): dev accuracy before {before_all:.4f}, after {after_all:.4f}")
     assert before_all == before
     assert after_all > before  # more moderator labels, a better head
-    assert LogisticHead.load(everyone).training["sets"][1] == {"name": "feedback", "n": 33, "weight": 1.0}
+    assert LogisticHead.load(everyone).training["sets"][1] == {
+        "name": "feedback", "n": 33, "weight": 1.0, "labels": "three-way"
+    }
 
 
-def test_refuses_a_head_that_loses_dev_accuracy(tmp_path: Path, cli_env: dict[str, str], moodbot_main, tiny_encoder, chat: ChatData) -> None:
+def test_refuses_a_head_that_loses_dev_accuracy(
+    tmp_path: Path, cli_env: dict[str, str], moodbot_main, tiny_encoder, chat: ChatData
+) -> None:
     # "moderators" who label the dev sentences the wrong way round, four times over
     dev = load_tsv(chat.folder / "dev.tsv")
-    flipped = [(text, review_of(1 - label, i)) for i, (text, label) in enumerate(zip(dev.texts, dev.labels, strict=True))]
+    flipped = [
+        (text, review_of(1 - label, i)) for i, (text, label) in enumerate(zip(dev.texts, dev.labels, strict=True))
+    ]
     with Store.open_sync(database(cli_env)) as store:
         for copy in range(4):
             raise_and_review(store, tiny_encoder, GUILD, flipped, first_message_id=100_000 * (copy + 1))
         assert len(store.feedback_examples(tiny_encoder.cache_namespace, GUILD)[1]) == 4 * len(dev)
 
     out = tmp_path / "worse-head.json"
-    result = moodbot_main(train_args(chat.folder, out, "--feedback", "--guild", str(GUILD)), MOODBOT_HEAD=str(chat.base_head))
+    result = moodbot_main(
+        train_args(chat.folder, out, "--feedback", "--guild", str(GUILD)), MOODBOT_HEAD=str(chat.base_head)
+    )
     assert result.code == 2
     before, after = map(float, BEFORE_AFTER.search(result.out).groups())
-    print(f"\nflipped feedback (68 rows): dev accuracy before {before:.4f}, after {after:.4f}; {error_lines(result.err)}")
+    print(
+        f"\nflipped feedback (68 rows): dev accuracy before {before:.4f}, after {after:.4f}; {error_lines(result.err)}"
+    )
     assert before == pytest.approx(chat.base_dev, abs=1e-4)
     assert after < before - 0.01
     assert error_lines(result.err) == [
-        f"moodbot: error: refusing to write the head: dev accuracy would drop from {before:.4f} to {after:.4f} (more than 1 point)"
+        "moodbot: error: refusing to write the head: "
+        f"dev accuracy would drop from {before:.4f} to {after:.4f} (more than 1 point)"
     ]
     assert not out.exists()
     assert "wrote" not in result.out
 
 
-def test_feedback_of_a_quantized_bot_is_used(tmp_path: Path, cli_env: dict[str, str], moodbot_main, tiny_model_dir: Path, chat: ChatData) -> None:
+def test_feedback_of_a_quantized_bot_is_used(
+    tmp_path: Path, cli_env: dict[str, str], moodbot_main, tiny_model_dir: Path, chat: ChatData
+) -> None:
     """With MOODBOT_QUANTIZE=int8 the bot stores vectors under the encoder's ``:int8`` namespace; the same
     settings must let ``moodbot train --feedback`` (which embeds its data sets in fp32) find them."""
     from classifier.encoder import Encoder
 
-    bot_encoder = Encoder.load(str(tiny_model_dir), device="cpu", quantize="int8")  # the bot's classifier, as load_classifier builds it
+    bot_encoder = Encoder.load(
+        str(tiny_model_dir), device="cpu", quantize="int8"
+    )  # the bot's classifier, as SentimentClassifier.load builds it
     assert bot_encoder.cache_namespace.endswith(":int8")
     reviews = [(text, review_of(label, i)) for i, (text, label) in enumerate(chat.pool)]
     with Store.open_sync(database(cli_env)) as store:
         raise_and_review(store, bot_encoder, GUILD, reviews, first_message_id=30_000)
 
     out = tmp_path / "head.json"
-    result = moodbot_main(train_args(chat.folder, out, "--feedback"), MOODBOT_HEAD=str(chat.base_head), MOODBOT_QUANTIZE="int8")
+    result = moodbot_main(
+        train_args(chat.folder, out, "--feedback"), MOODBOT_HEAD=str(chat.base_head), MOODBOT_QUANTIZE="int8"
+    )
     assert result.code == 0, error_lines(result.err)
     before, after = map(float, BEFORE_AFTER.search(result.out).groups())
     print(f"\nint8 bot feedback (33 rows): dev accuracy before {before:.4f}, after {after:.4f}")
     assert after >= before - 0.01
-    assert LogisticHead.load(out).training["sets"][1] == {"name": "feedback", "n": 33, "weight": 1.0}
+    assert LogisticHead.load(out).training["sets"][1] == {
+        "name": "feedback", "n": 33, "weight": 1.0, "labels": "three-way"
+    }
 
 
-def test_no_feedback_is_a_one_line_error(tmp_path: Path, cli_env: dict[str, str], moodbot_main, tiny_encoder, chat: ChatData) -> None:
+def test_no_feedback_is_a_one_line_error(
+    tmp_path: Path, cli_env: dict[str, str], moodbot_main, tiny_encoder, chat: ChatData
+) -> None:
     out = tmp_path / "head.json"
     env = {"MOODBOT_HEAD": str(chat.base_head)}
     result = moodbot_main(train_args(chat.folder, out, "--feedback"), **env)
@@ -217,8 +263,12 @@ def test_no_feedback_is_a_one_line_error(tmp_path: Path, cli_env: dict[str, str]
 
     # feedback of another guild only: asking for this guild is the same clear error, naming the guild
     with Store.open_sync(database(cli_env)) as store:
-        raise_and_review(store, tiny_encoder, OTHER_GUILD, [(chat.pool[0][0], ReviewAction.DISMISS)], first_message_id=1)
+        raise_and_review(
+            store, tiny_encoder, OTHER_GUILD, [(chat.pool[0][0], ReviewAction.DISMISS)], first_message_id=1
+        )
     result = moodbot_main(train_args(chat.folder, out, "--feedback", "--guild", str(GUILD)), **env)
     assert result.code == 2
-    assert error_lines(result.err) == [f"moodbot: error: no moderator feedback stored for this encoder in guild {GUILD}"]
+    assert error_lines(result.err) == [
+        f"moodbot: error: no moderator feedback stored for this encoder in guild {GUILD}"
+    ]
     assert not out.exists()

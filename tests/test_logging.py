@@ -9,8 +9,7 @@ from collections.abc import Iterator
 import pytest
 
 from bot.logging_setup import REDACTED, SecretFilter, configure_logging
-
-TOKEN = "MTA5ODc2NTQzMjEwOTg3NjU0.GhIjKl.super-secret-token-value"
+from tests.support.helpers import TOKEN
 
 
 @pytest.fixture
@@ -56,7 +55,10 @@ def test_token_in_a_traceback_is_redacted() -> None:
     except RuntimeError:
         logger.exception("login failed")
     output = stream.getvalue()
-    assert "Traceback (most recent call last)" in output and "RuntimeError: 401 Unauthorized for token [REDACTED]" in output
+    assert (
+        "Traceback (most recent call last)" in output
+        and "RuntimeError: 401 Unauthorized for token [REDACTED]" in output
+    )
     assert TOKEN not in output
 
 

@@ -5,23 +5,26 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
+import pytest
 
 from classifier.features import CachedEncoder
-from classifier.head import CLASSES
-from tests.conftest import NEGATIVE, POSITIVE, InstrumentedClassifier
+from classifier.head import LogisticHead
+from classifier.labels import CLASSES
+from tests.support.classifier import InstrumentedClassifier
+from tests.support.helpers import NEGATIVE_TEXTS, POSITIVE_TEXTS
 
 
 def test_classify_fills_then_reads_the_cache(make_classifier, tiny_encoder, tiny_head) -> None:
     classifier = make_classifier()
-    texts = POSITIVE[:4] + NEGATIVE[:4]
+    texts = POSITIVE_TEXTS[:4] + NEGATIVE_TEXTS[:4]
     embed_calls = tiny_encoder.embed_calls
     first = classifier.classify(texts)
     assert tiny_encoder.embed_calls == embed_calls + 1
     assert [p.cached for p in first] == [False] * 8
     assert all(p.label in CLASSES and 0.0 < p.p_positive < 1.0 for p in first)
-    assert all(p.label == CLASSES[int(p.p_positive >= 0.5)] for p in first)
     expected = tiny_head.predict_proba(tiny_encoder.embed(texts))
-    np.testing.assert_allclose([p.p_positive for p in first], expected, rtol=1e-6)
+    np.testing.assert_allclose([[p.p_negative, p.p_neutral, p.p_positive] for p in first], expected, rtol=1e-6)
+    assert [p.label for p in first] == [CLASSES[i] for i in expected.argmax(axis=1)]
 
     embed_calls = tiny_encoder.embed_calls
     second = classifier.classify(texts)
@@ -43,9 +46,35 @@ def test_duplicates_in_one_call_are_embedded_once(make_classifier) -> None:
 def test_prediction_json_and_confidence(make_classifier) -> None:
     prediction = make_classifier().classify(["hello there"])[0]
     as_json = prediction.to_json("  hello there ")
-    assert as_json == {"text": "  hello there ", "label": prediction.label, "p_positive": round(prediction.p_positive, 6), "cached": False}
-    assert prediction.confidence == max(prediction.p_positive, 1 - prediction.p_positive)
+    assert as_json == {
+        "text": "  hello there ",
+        "label": prediction.label,
+        "p_negative": round(prediction.p_negative, 6),
+        "p_neutral": 0.0,  # the tiny head was trained on binary data: it has no neutral class
+        "p_positive": round(prediction.p_positive, 6),
+        "cached": False,
+    }
+    assert prediction.p_negative + prediction.p_positive == pytest.approx(1.0)
+    assert prediction.confidence == max(prediction.p_positive, prediction.p_negative)
     assert prediction.vector.shape == (32,)
+
+
+def test_a_three_way_head_labels_neutral(make_classifier, tiny_encoder, tiny_head) -> None:
+    """A head whose neutral class wins for one chosen text: that text is labelled neutral, with three probabilities
+    in the JSON, and the label is always the most probable class."""
+    texts = ["the meeting notes are in the drive", "i love this server", "this update is awful"]
+    chosen = tiny_encoder.embed(texts[:1])[0].astype(np.float64)
+    neutral_row = (chosen - tiny_head.mean) / tiny_head.scale  # its logit peaks at the chosen text
+    head = LogisticHead(
+        tiny_head.encoder, np.vstack([np.zeros(32), neutral_row, np.zeros(32)]), np.array([0.0, 0.0, 0.0]),
+        tiny_head.mean, tiny_head.scale,
+    )
+    predictions = make_classifier(head=head).classify(texts)
+    assert predictions[0].label == "neutral" and predictions[0].p_neutral > 0.9
+    for p in predictions:
+        assert p.label == max(p.probabilities, key=p.probabilities.get)
+        assert p.p_negative + p.p_neutral + p.p_positive == pytest.approx(1.0)
+        assert set(p.to_json("x")) == {"text", "label", "p_negative", "p_neutral", "p_positive", "cached"}
 
 
 def test_two_encoders_never_read_each_others_vectors(tmp_path: Path, tiny_encoder, other_encoder) -> None:

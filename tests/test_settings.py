@@ -7,9 +7,7 @@ from pathlib import Path
 import pytest
 
 from bot.settings import DEFAULT_MODEL, Settings, SettingsError, load_settings
-from tests.conftest import REPO, clean_environ, run_moodbot
-
-TOKEN = "MTIz.secret-token-value.XYZ"
+from tests.support.helpers import REPO_ROOT, TOKEN, clean_environ, run_moodbot
 
 
 def test_defaults_without_env_or_dotenv() -> None:
@@ -17,7 +15,12 @@ def test_defaults_without_env_or_dotenv() -> None:
     assert settings == Settings()
     assert settings.model == DEFAULT_MODEL
     assert settings.discord_token is None and settings.head is None
-    assert (settings.device, settings.max_batch, settings.max_wait_ms, settings.cache_size_mb) == ("auto", 512, 5.0, 512)
+    assert (settings.device, settings.max_batch, settings.max_wait_ms, settings.cache_size_mb) == (
+        "auto",
+        512,
+        5.0,
+        512,
+    )
     assert settings.cache_dir == Path("var/cache") and settings.database_path == Path("var/moodbot.sqlite3")
 
 
@@ -43,7 +46,7 @@ def test_environment_overrides_dotenv(tmp_path: Path) -> None:
 
 def test_env_example_is_a_valid_configuration() -> None:
     """The documented example (empty token and head) loads, and documents every setting the code reads."""
-    example = REPO / ".env.example"
+    example = REPO_ROOT / ".env.example"
     settings = load_settings({}, dotenv_path=example)
     assert settings.discord_token is None and settings.head is None
     text = example.read_text()
@@ -101,3 +104,32 @@ def test_cli_stops_with_one_line_error(name: str, value: str, tmp_path: Path) ->
     assert len(lines) == 1, lines
     assert lines[0].startswith(f"moodbot: error: {name}='{value}' is invalid")
     assert TOKEN not in result.stderr.decode()
+
+
+def test_shard_settings() -> None:
+    assert load_settings({}, dotenv_path=None).shards is None  # one process on every shard, as before
+    auto = load_settings({"MOODBOT_SHARD_COUNT": "auto"}, dotenv_path=None).shards
+    assert auto is not None and (auto.count, auto.ids) == (None, None)
+    some = load_settings({"MOODBOT_SHARD_COUNT": "8", "MOODBOT_SHARD_IDS": "0-2, 5,7"}, dotenv_path=None).shards
+    assert some is not None and (some.count, some.ids) == (8, (0, 1, 2, 5, 7))
+    assert some.owns(5 << 22) and not some.owns(4 << 22) and some.owns((8 + 7) << 22)
+
+
+@pytest.mark.parametrize(
+    ("env", "name", "reason"),
+    [
+        ({"MOODBOT_SHARD_COUNT": "0"}, "MOODBOT_SHARD_COUNT", "or auto"),
+        ({"MOODBOT_SHARD_COUNT": "many"}, "MOODBOT_SHARD_COUNT", "or auto"),
+        ({"MOODBOT_SHARD_COUNT": "4", "MOODBOT_SHARD_IDS": "2-1"}, "MOODBOT_SHARD_IDS", "e.g. 0-3 or 0,2,5"),
+        ({"MOODBOT_SHARD_COUNT": "4", "MOODBOT_SHARD_IDS": "1,1"}, "MOODBOT_SHARD_IDS", "e.g. 0-3 or 0,2,5"),
+        ({"MOODBOT_SHARD_COUNT": "4", "MOODBOT_SHARD_IDS": "x"}, "MOODBOT_SHARD_IDS", "e.g. 0-3 or 0,2,5"),
+        ({"MOODBOT_SHARD_COUNT": "2", "MOODBOT_SHARD_IDS": "0-3"}, "MOODBOT_SHARD_IDS", "shard 3 is not below"),
+        ({"MOODBOT_SHARD_IDS": "0"}, "MOODBOT_SHARD_IDS", "needs MOODBOT_SHARD_COUNT"),
+        ({"MOODBOT_SHARD_COUNT": "auto", "MOODBOT_SHARD_IDS": "0"}, "MOODBOT_SHARD_IDS", "needs MOODBOT_SHARD_COUNT"),
+    ],
+)
+def test_invalid_shard_settings_name_the_variable(env: dict[str, str], name: str, reason: str) -> None:
+    with pytest.raises(SettingsError) as caught:
+        load_settings(env, dotenv_path=None)
+    message = str(caught.value)
+    assert message.startswith(f"{name}={env[name]!r} is invalid") and reason in message and "\n" not in message

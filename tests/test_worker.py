@@ -9,21 +9,13 @@ import time
 
 import pytest
 
-from classifier.head import CLASSES
+from classifier.labels import CLASSES
 from classifier.text import EmptyTextError
 from classifier.worker import BatchingWorker, ClassificationError, WorkerClosedError
-from tests.conftest import InstrumentedClassifier
+from tests.support.classifier import InstrumentedClassifier
+from tests.support.helpers import poll_until
 
 pytestmark = pytest.mark.timeout(60)
-
-
-async def until(condition, timeout: float = 10.0) -> None:
-    """Yield to the event loop until ``condition()`` holds (no fixed sleeps)."""
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError("condition not reached in time")
-        await asyncio.sleep(0)
 
 
 @pytest.fixture
@@ -55,7 +47,7 @@ async def test_batches_are_cut_at_max_batch(classifier, tiny_encoder) -> None:
         blocker = asyncio.ensure_future(worker.classify("blocker"))
         await asyncio.to_thread(classifier.entered.wait, 10)
         callers = [asyncio.ensure_future(worker.classify(t)) for t in texts]
-        await until(lambda: worker.queued == 40)
+        await poll_until(lambda: worker.queued == 40)
         embed_calls, forward_calls = tiny_encoder.embed_calls, tiny_encoder.forward_calls
         classifier.gate.set()
         predictions = await asyncio.gather(*callers)
@@ -91,7 +83,7 @@ async def test_identical_texts_in_flight_are_computed_once(classifier) -> None:
         await asyncio.to_thread(classifier.entered.wait, 10)  # the model thread is busy
         same = [asyncio.ensure_future(worker.classify("  the  same\ttext ")) for _ in range(10)]
         many = asyncio.ensure_future(worker.classify_many(["the same text", "other", "other"]))
-        await until(lambda: worker.stats.joined_in_flight == 11)
+        await poll_until(lambda: worker.stats.joined_in_flight == 11)
         classifier.gate.set()
         results = await asyncio.gather(*same)
         together = await many
@@ -121,7 +113,7 @@ async def test_queue_is_bounded_and_everyone_completes(classifier) -> None:
     seen: list[int] = []
     async with BatchingWorker(classifier, max_batch=2, max_wait_ms=1, queue_size=4) as worker:
         tasks = [asyncio.ensure_future(worker.classify(f"caller {i}")) for i in range(30)]
-        await until(lambda: worker.queued == 4)  # the model is held: the queue fills up ...
+        await poll_until(lambda: worker.queued == 4)  # the model is held: the queue fills up ...
         for _ in range(50):
             await asyncio.sleep(0)
             seen.append(worker.queued)
@@ -180,7 +172,7 @@ async def test_close_drains_pending_work_then_refuses(classifier) -> None:
     pending = [asyncio.ensure_future(worker.classify(f"pending {i}")) for i in range(10)]
     await asyncio.to_thread(classifier.entered.wait, 10)
     closing = asyncio.ensure_future(worker.close())
-    await until(lambda: worker._closing)
+    await poll_until(lambda: worker._closing)
     with pytest.raises(WorkerClosedError):
         await worker.classify("too late")
     assert not closing.done() and not any(p.done() for p in pending)
@@ -221,7 +213,7 @@ async def hold_model_and_fill_queue(worker: BatchingWorker, classifier) -> tuple
     running = asyncio.ensure_future(worker.classify("running"))
     await asyncio.to_thread(classifier.entered.wait, 10)
     queued = asyncio.ensure_future(worker.classify("queued"))
-    await until(lambda: worker.queued == 1)
+    await poll_until(lambda: worker.queued == 1)
     return running, queued
 
 
@@ -231,9 +223,9 @@ async def test_caller_cancelled_while_waiting_for_room_does_not_strand_others(cl
     async with BatchingWorker(classifier, max_batch=1, max_wait_ms=0, queue_size=1) as worker:
         running, queued = await hold_model_and_fill_queue(worker, classifier)
         impatient = asyncio.ensure_future(worker.classify("popular text"))  # blocked: the queue is full
-        await until(lambda: "popular text" in worker._in_flight)
+        await poll_until(lambda: "popular text" in worker._in_flight)
         patient = asyncio.ensure_future(worker.classify("popular text"))  # joins the impatient caller's text
-        await until(lambda: worker.stats.joined_in_flight == 1)
+        await poll_until(lambda: worker.stats.joined_in_flight == 1)
         impatient.cancel()
         with pytest.raises(asyncio.CancelledError):
             await impatient
@@ -249,7 +241,7 @@ async def test_cancelled_lone_caller_leaves_nothing_behind(classifier) -> None:
     async with BatchingWorker(classifier, max_batch=1, max_wait_ms=0, queue_size=1) as worker:
         running, queued = await hold_model_and_fill_queue(worker, classifier)
         lonely = asyncio.ensure_future(worker.classify("nobody else wants this"))
-        await until(lambda: "nobody else wants this" in worker._in_flight)
+        await poll_until(lambda: "nobody else wants this" in worker._in_flight)
         lonely.cancel()
         with pytest.raises(asyncio.CancelledError):
             await lonely

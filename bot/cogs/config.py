@@ -9,7 +9,11 @@ from discord import app_commands
 from discord.ext import commands
 
 from bot.client import MoodBot
+from bot.moderation_types import ChannelKind
 from bot.store import GuildConfig
+from classifier.config import FLAG_THRESHOLD_RANGE
+
+LOW, HIGH = FLAG_THRESHOLD_RANGE
 
 log = logging.getLogger(__name__)
 
@@ -20,12 +24,17 @@ def _channels(ids: frozenset[int]) -> str:
 
 def config_embed(config: GuildConfig) -> discord.Embed:
     embed = discord.Embed(title="moodbot settings", colour=discord.Colour.blurple())
-    embed.add_field(name="Mod-log channel", value=f"<#{config.modlog_channel_id}>" if config.modlog_channel_id else "not set (flags are only stored)")
+    embed.add_field(
+        name="Mod-log channel",
+        value=f"<#{config.modlog_channel_id}>" if config.modlog_channel_id else "not set (flags are only stored)",
+    )
     embed.add_field(name="Flag threshold", value=f"p(negative) ≥ {config.flag_threshold:.2f}")
     embed.add_field(name="Auto-flagging", value="on" if config.auto_flag else "off")
     embed.add_field(name="Live-mode channels", value=_channels(config.live_channels), inline=False)
     embed.add_field(name="Disabled channels", value=_channels(config.disabled_channels), inline=False)
-    embed.add_field(name="Exempt roles", value=", ".join(f"<@&{r}>" for r in sorted(config.exempt_roles)) or "none", inline=False)
+    embed.add_field(
+        name="Exempt roles", value=", ".join(f"<@&{r}>" for r in sorted(config.exempt_roles)) or "none", inline=False
+    )
     return embed
 
 
@@ -57,14 +66,18 @@ class Config(commands.GroupCog, group_name="moodbot", group_description="moodbot
     @config.command(name="modlog", description="Where flags are posted (leave empty to stop posting)")
     async def modlog(self, interaction: discord.Interaction, channel: discord.TextChannel | None = None) -> None:
         assert interaction.guild_id is not None
-        config = await self.bot.store.update_guild(interaction.guild_id, modlog_channel_id=channel.id if channel else None)
-        await self._answer(interaction, config, f"Mod-log channel set to {channel.mention}." if channel else "Mod-log channel unset.")
+        config = await self.bot.store.update_guild(
+            interaction.guild_id, modlog_channel_id=channel.id if channel else None
+        )
+        await self._answer(
+            interaction, config, f"Mod-log channel set to {channel.mention}." if channel else "Mod-log channel unset."
+        )
 
     @config.command(name="threshold", description="Flag messages whose probability of being negative is at least this")
-    async def threshold(self, interaction: discord.Interaction, value: app_commands.Range[float, 0.5, 1.0]) -> None:
+    async def threshold(self, interaction: discord.Interaction, value: app_commands.Range[float, LOW, HIGH]) -> None:
         assert interaction.guild_id is not None
-        if not 0.5 <= value <= 1.0:  # Discord enforces the range; a compatible server might not
-            await interaction.response.send_message("The threshold must be between 0.5 and 1.0.", ephemeral=True)
+        if not LOW <= value <= HIGH:  # Discord enforces the range; a compatible server might not
+            await interaction.response.send_message(f"The threshold must be between {LOW} and {HIGH}.", ephemeral=True)
             return
         config = await self.bot.store.update_guild(interaction.guild_id, flag_threshold=float(value))
         await self._answer(interaction, config, f"Flag threshold set to {value:.2f}.")
@@ -78,20 +91,22 @@ class Config(commands.GroupCog, group_name="moodbot", group_description="moodbot
     @config.command(name="live", description="React to each new message in a channel with its sentiment")
     async def live(self, interaction: discord.Interaction, channel: discord.TextChannel, enabled: bool) -> None:
         assert interaction.guild_id is not None
-        config = await self.bot.store.set_channel(interaction.guild_id, channel.id, "live", enabled)
+        config = await self.bot.store.set_channel(interaction.guild_id, channel.id, ChannelKind.LIVE, enabled)
         await self._answer(interaction, config, f"Live mode {'on' if enabled else 'off'} in {channel.mention}.")
 
     @config.command(name="disable", description="Ignore a channel entirely (no classification, no flags)")
     async def disable(self, interaction: discord.Interaction, channel: discord.TextChannel, disabled: bool) -> None:
         assert interaction.guild_id is not None
-        config = await self.bot.store.set_channel(interaction.guild_id, channel.id, "disabled", disabled)
+        config = await self.bot.store.set_channel(interaction.guild_id, channel.id, ChannelKind.DISABLED, disabled)
         await self._answer(interaction, config, f"{channel.mention} is {'ignored' if disabled else 'watched'}.")
 
     @config.command(name="exempt", description="Never flag members with this role")
     async def exempt(self, interaction: discord.Interaction, role: discord.Role, exempt: bool) -> None:
         assert interaction.guild_id is not None
         config = await self.bot.store.set_exempt_role(interaction.guild_id, role.id, exempt)
-        await self._answer(interaction, config, f"{role.mention} is {'exempt from' if exempt else 'subject to'} flagging.")
+        await self._answer(
+            interaction, config, f"{role.mention} is {'exempt from' if exempt else 'subject to'} flagging."
+        )
 
 
 async def setup(bot: MoodBot) -> None:

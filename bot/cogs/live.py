@@ -13,12 +13,12 @@ from classifier.prediction import Prediction
 log = logging.getLogger(__name__)
 
 UNSURE_BELOW = 0.6
-EMOJI = {"positive": "😊", "negative": "😠", "unsure": "😐"}
+EMOJI = {"positive": "😊", "neutral": "😐", "negative": "😠"}
 
 
 def sentiment_emoji(prediction: Prediction) -> str:
-    """😊 or 😠, or 😐 when the model is not confident either way."""
-    return EMOJI["unsure"] if prediction.confidence < UNSURE_BELOW else EMOJI[prediction.label]
+    """The label's emoji; 😐 also when the model is unsure (its label's probability is below ``UNSURE_BELOW``)."""
+    return EMOJI["neutral"] if prediction.confidence < UNSURE_BELOW else EMOJI[prediction.label]
 
 
 class Live(commands.Cog):

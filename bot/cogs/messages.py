@@ -1,4 +1,4 @@
-"""Classifies each eligible guild message once and hands the prediction to the cogs that act on it (flagging, live mode)."""
+"""Classifies each eligible guild message once and hands the prediction to the cogs that act on it (flags, live)."""
 
 from __future__ import annotations
 
@@ -23,15 +23,24 @@ def wants_flagging(config: GuildConfig, message: discord.Message) -> bool:
 
 
 class Messages(commands.Cog):
-    """The one ``on_message`` path that runs the model: opted-out members and disabled channels are never classified."""
+    """The one ``on_message`` path that runs the model: opted-out members and disabled channels are never classified.
+
+    A message without text (a join, a pin, a poll, an attachment-only post) is skipped silently: empty content is
+    no sign of a missing Message Content intent. Discord refuses a connection that asks for the intent without
+    having it (close code 4014), so the runner knows for certain when it is missing, and warns there.
+    """
 
     def __init__(self, bot: MoodBot) -> None:
         self.bot = bot
-        self._warned_empty_content = False
 
     @commands.Cog.listener()
     async def on_message(self, message: discord.Message) -> None:
-        if message.guild is None or message.author.bot or message.webhook_id is not None or not self.bot.accepting_messages:
+        if (
+            message.guild is None
+            or message.author.bot
+            or message.webhook_id is not None
+            or not self.bot.accepting_messages
+        ):
             return
         async with self.bot.handling_message():
             config = await self.bot.store.guild_config(message.guild.id)
@@ -39,7 +48,7 @@ class Messages(commands.Cog):
                 return
             flag = wants_flagging(config, message)
             live = message.channel.id in config.live_channels
-            if not (flag or live) or not self._has_content(message):
+            if not (flag or live) or not message.content:
                 return
             try:
                 prediction = await self.bot.worker.classify(message.content)
@@ -48,19 +57,9 @@ class Messages(commands.Cog):
             except (ClassificationError, WorkerClosedError) as error:
                 log.warning("message %s not classified: %s", message.id, error)
                 return
-            await asyncio.gather(*(consumer(message, prediction, flag, live) for consumer in self.bot.message_consumers))
-
-    def _has_content(self, message: discord.Message) -> bool:
-        """False for empty text; warns once when that looks like a missing message-content intent."""
-        if message.content:
-            return True
-        if self.bot.message_content and not (message.attachments or message.embeds or message.stickers) and not self._warned_empty_content:
-            self._warned_empty_content = True
-            log.warning(
-                "messages arrive with empty content: enable the Message Content intent for this bot in the Discord "
-                "developer portal; until then auto-flagging and live mode see no text (slash commands keep working)"
+            await asyncio.gather(
+                *(consumer(message, prediction, flag, live) for consumer in self.bot.message_consumers)
             )
-        return False
 
 
 async def setup(bot: MoodBot) -> None:

@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import re
+import time
 
 import discord
 from discord import app_commands
 from discord.ext import commands, tasks
 
-from bot.client import MoodBot, send_ephemeral
-from bot.store import Flag, FlagStatus, ReviewAction
+from bot.client import MoodBot
+from bot.store import AlreadyReviewedError, Flag, FlagStatus, ReviewAction
+from bot.ui import send_ephemeral
 from classifier.prediction import Prediction
 
 log = logging.getLogger(__name__)
@@ -18,7 +21,16 @@ log = logging.getLogger(__name__)
 PAGE_SIZE = 5
 REPOST_INTERVAL_SECONDS = 10.0
 REPOST_HISTORY_LIMIT = 200
-CARD_CUSTOM_ID = re.compile(r"^moodbot:flag:[a-z]+:(?P<flag_id>[0-9]+)$")
+#: A post claim outlives the post it covers (bounded by POST_TIMEOUT_SECONDS), so that while this process lives no
+#: other one posts the same card; if this process dies, the claim lapses and another re-poster takes over.
+POST_CLAIM_SECONDS = 30.0
+POST_TIMEOUT_SECONDS = 10.0
+#: How old a mod-log history read may be when a claim is taken: any card posted under a lapsed claim is in it.
+CARDS_FRESH_SECONDS = POST_CLAIM_SECONDS - POST_TIMEOUT_SECONDS
+#: A flag button's ``custom_id`` is ``moodbot:flag:<action>:<flag id>``: it survives restarts and finds old cards.
+CUSTOM_ID_PREFIX = "moodbot:flag"
+ACTION_PATTERN = "|".join(action.value for action in ReviewAction)
+CARD_CUSTOM_ID = re.compile(rf"^{CUSTOM_ID_PREFIX}:(?:{ACTION_PATTERN}):(?P<flag_id>[0-9]+)$")
 STATUS_COLOURS = {
     FlagStatus.OPEN: discord.Colour.orange(),
     FlagStatus.CONFIRMED: discord.Colour.red(),
@@ -42,25 +54,48 @@ def flag_embed(flag: Flag, reviewer_id: int | None = None) -> discord.Embed:
     )
     embed.add_field(name="Author", value=f"<@{flag.author_id}> (`{flag.author_id}`)")
     embed.add_field(name="Channel", value=f"<#{flag.channel_id}>")
-    embed.add_field(name="Score", value=f"{flag.p_negative:.0%} negative")
+    # a flag needs p_negative >= its threshold (at least 0.5), so negative is also the message's label
+    embed.add_field(name="Score", value=f"Negative (p_negative {flag.p_negative:.2f})")
     embed.add_field(name="Message", value=f"[Jump to message]({flag.jump_url})")
     if reviewer_id is not None:
-        embed.add_field(name="Reviewed", value=f"{flag.status.value.title()} by <@{reviewer_id}> {discord.utils.format_dt(discord.utils.utcnow(), 'R')}")
+        embed.add_field(
+            name="Reviewed",
+            value=f"{flag.status.value.title()} by <@{reviewer_id}> "
+            f"{discord.utils.format_dt(discord.utils.utcnow(), 'R')}",
+        )
     embed.set_footer(text=f"Flag #{flag.id}")
     return embed
 
 
-class FlagButton(discord.ui.DynamicItem[discord.ui.Button], template=r"moodbot:flag:(?P<action>confirm|dismiss|delete):(?P<flag_id>[0-9]+)"):
+def shown_status(card: discord.Message | None) -> FlagStatus | None:
+    """The status a flag card showed when its button was clicked (its title ends with it): what the click decided on."""
+    title = card.embeds[0].title if card is not None and card.embeds else None
+    try:
+        return FlagStatus((title or "").rpartition(" · ")[2])
+    except ValueError:
+        return None
+
+
+class FlagButton(
+    discord.ui.DynamicItem[discord.ui.Button],
+    template=rf"{CUSTOM_ID_PREFIX}:(?P<action>{ACTION_PATTERN}):(?P<flag_id>[0-9]+)",
+):
     """A review button whose action and flag id live in its ``custom_id``: it works after any restart."""
 
     def __init__(self, action: ReviewAction, flag_id: int, *, disabled: bool = False) -> None:
         style, label = BUTTON_STYLES[action]
-        super().__init__(discord.ui.Button(style=style, label=label, custom_id=f"moodbot:flag:{action.value}:{flag_id}", disabled=disabled))
+        super().__init__(
+            discord.ui.Button(
+                style=style, label=label, custom_id=f"{CUSTOM_ID_PREFIX}:{action.value}:{flag_id}", disabled=disabled
+            )
+        )
         self.action = action
         self.flag_id = flag_id
 
     @classmethod
-    async def from_custom_id(cls, interaction: discord.Interaction, item: discord.ui.Button, match: re.Match[str], /) -> FlagButton:
+    async def from_custom_id(
+        cls, interaction: discord.Interaction, item: discord.ui.Button, match: re.Match[str], /
+    ) -> FlagButton:
         return cls(ReviewAction(match["action"]), int(match["flag_id"]))
 
     async def callback(self, interaction: discord.Interaction[MoodBot]) -> None:  # type: ignore[override]
@@ -74,7 +109,16 @@ class FlagButton(discord.ui.DynamicItem[discord.ui.Button], template=r"moodbot:f
             return
         if self.action is ReviewAction.DELETE and not await _delete_flagged_message(bot, flag, interaction):
             return
-        flag = await bot.store.review_flag(flag.id, interaction.user.id, self.action)
+        seen = shown_status(interaction.message) or flag.status
+        try:
+            flag = await bot.store.review_flag(flag.id, interaction.user.id, self.action, seen=seen)
+        except AlreadyReviewedError as taken:  # another click on the same card landed first: show it, and say so
+            reviewer = taken.review.moderator_id if taken.review else None
+            await interaction.response.edit_message(embed=flag_embed(taken.flag, reviewer), view=flag_view(taken.flag))
+            by = f" by <@{reviewer}>" if reviewer else ""
+            already = f"This flag was already {taken.flag.status.value}{by}; click again to change that."
+            await send_ephemeral(interaction, already)
+            return
         log.info("flag %d %s by moderator %d", flag.id, flag.status.value, interaction.user.id)
         await interaction.response.edit_message(embed=flag_embed(flag, interaction.user.id), view=flag_view(flag))
 
@@ -88,7 +132,9 @@ async def _delete_flagged_message(bot: MoodBot, flag: Flag, interaction: discord
         pass
     except discord.HTTPException as error:
         log.warning("could not delete message %d of flag %d: %s", flag.message_id, flag.id, error)
-        await send_ephemeral(interaction, "I could not delete that message (do I have Manage Messages in its channel?).")
+        await send_ephemeral(
+            interaction, "I could not delete that message (do I have Manage Messages in its channel?)."
+        )
         return False
     return True
 
@@ -97,7 +143,9 @@ def flag_view(flag: Flag) -> discord.ui.View:
     """Dismiss / Confirm / Delete message; Delete is disabled once the message is gone."""
     view = discord.ui.View(timeout=None)
     for action in BUTTON_STYLES:
-        view.add_item(FlagButton(action, flag.id, disabled=action is ReviewAction.DELETE and flag.status is FlagStatus.DELETED))
+        view.add_item(
+            FlagButton(action, flag.id, disabled=action is ReviewAction.DELETE and flag.status is FlagStatus.DELETED)
+        )
     return view
 
 
@@ -137,7 +185,6 @@ class Moderation(commands.Cog):
 
     def __init__(self, bot: MoodBot) -> None:
         self.bot = bot
-        self._posting: set[int] = set()
         self._repost_up_to = 0
 
     async def cog_load(self) -> None:
@@ -159,8 +206,13 @@ class Moderation(commands.Cog):
         if prediction.p_negative < config.flag_threshold:
             return
         stored = await self.bot.store.add_flag(
-            guild_id=message.guild.id, channel_id=message.channel.id, message_id=message.id, author_id=message.author.id,
-            p_negative=prediction.p_negative, text=message.content, vector=prediction.vector,
+            guild_id=message.guild.id,
+            channel_id=message.channel.id,
+            message_id=message.id,
+            author_id=message.author.id,
+            p_negative=prediction.p_negative,
+            text=message.content,
+            vector=prediction.vector,
             namespace=self.bot.worker.classifier.encoder.cache_namespace,
         )
         if stored is None:
@@ -170,43 +222,59 @@ class Moderation(commands.Cog):
         await self.post_flag(stored, config.modlog_channel_id)
 
     async def post_flag(self, flag: Flag, modlog_channel_id: int | None) -> None:
-        """Post a stored flag to the mod-log channel and remember the message; a failed post is retried by :meth:`post_unposted`."""
-        if modlog_channel_id is None or flag.id in self._posting:
-            return
-        self._posting.add(flag.id)
+        """Post a stored flag to the mod-log channel and remember the message.
+
+        Only the holder of the flag's post claim posts it, so a card is posted once however many processes try;
+        a failed post is retried by :meth:`post_unposted`.
+        """
+        if modlog_channel_id is not None and await self.bot.store.claim_post(flag.id, POST_CLAIM_SECONDS):
+            await self._post_claimed(flag, modlog_channel_id)
+
+    async def _post_claimed(self, flag: Flag, modlog_channel_id: int) -> None:
+        channel = self.bot.get_partial_messageable(modlog_channel_id, guild_id=flag.guild_id)
         try:
-            channel = self.bot.get_partial_messageable(modlog_channel_id, guild_id=flag.guild_id)
-            try:
+            async with asyncio.timeout(POST_TIMEOUT_SECONDS):
                 posted = await channel.send(embed=flag_embed(flag), view=flag_view(flag))
-            except discord.HTTPException as error:
-                log.warning("could not post flag %d to the mod-log channel %d (will retry): %s", flag.id, modlog_channel_id, error)
-                return
-            await self.bot.store.mark_posted(flag.id, modlog_channel_id, posted.id)
-        finally:
-            self._posting.discard(flag.id)
+        except discord.HTTPException as error:  # refused: there is no card, so the next pass may try at once
+            log.warning(
+                "could not post flag %d to the mod-log channel %d (will retry): %s", flag.id, modlog_channel_id, error
+            )
+            await self.bot.store.release_post(flag.id)
+            return
+        except TimeoutError:  # the card may exist: the claim lapses, and the next poster looks for the card first
+            log.warning("posting flag %d to the mod-log channel %d timed out (will retry)", flag.id, modlog_channel_id)
+            return
+        await self.bot.store.mark_posted(flag.id, modlog_channel_id, posted.id)
 
     @tasks.loop(seconds=REPOST_INTERVAL_SECONDS)
     async def post_unposted(self) -> None:
         """Post flags stored but never posted: a crash between storing and posting, or a post Discord refused.
 
         Each pass covers the flags that existed at the previous pass (so a flag being posted right now is left alone),
-        and first looks in the mod-log channel for a card posted just before a crash, so that no card is posted twice.
+        of the guilds this process's shards own (another shard's process posts its guilds' cards), and takes each
+        one's post claim (so two processes never both post it). Before posting, it looks in the mod-log
+        channel, read after the claim was free to take, for a card posted just before a crash, so that no card is
+        posted twice.
         """
         up_to, self._repost_up_to = self._repost_up_to, await self.bot.store.last_flag_id()
-        pending = [flag for flag in await self.bot.store.unposted_flags(up_to) if flag.id not in self._posting]
-        by_channel: dict[int, list[Flag]] = {}
-        for flag in pending:
+        cards: dict[int, tuple[float, dict[int, int]]] = {}  # mod-log channel -> (read at, flag id -> card message id)
+        recovered = 0
+        for flag in await self.bot.store.unposted_flags(up_to):
+            if not self.bot.owns_guild(flag.guild_id):
+                continue
             channel_id = (await self.bot.store.guild_config(flag.guild_id)).modlog_channel_id
-            if channel_id is not None:
-                by_channel.setdefault(channel_id, []).append(flag)
-        for channel_id, flags in by_channel.items():
-            already = await self._cards_in(channel_id, flags[0].guild_id)
-            for flag in flags:
-                if flag.id in already:
-                    await self.bot.store.mark_posted(flag.id, channel_id, already[flag.id])
-                else:
-                    await self.post_flag(flag, channel_id)
-            log.info("recovered %d flags that were stored but not recorded as posted", len(flags))
+            if channel_id is None or not await self.bot.store.claim_post(flag.id, POST_CLAIM_SECONDS):
+                continue
+            read_at, already = cards.get(channel_id, (float("-inf"), {}))
+            if time.monotonic() - read_at > CARDS_FRESH_SECONDS:
+                read_at, already = cards[channel_id] = time.monotonic(), await self._cards_in(channel_id, flag.guild_id)
+            if flag.id in already:
+                await self.bot.store.mark_posted(flag.id, channel_id, already[flag.id])
+            else:
+                await self._post_claimed(flag, channel_id)
+            recovered += 1
+        if recovered:
+            log.info("recovered %d flags that were stored but not recorded as posted", recovered)
 
     @post_unposted.before_loop
     async def _before_post_unposted(self) -> None:
@@ -218,7 +286,7 @@ class Moderation(commands.Cog):
         self.post_unposted.restart()
 
     async def _cards_in(self, channel_id: int, guild_id: int) -> dict[int, int]:
-        """Flag id -> message id of the bot's recent flag cards in a mod-log channel (empty when history is unreadable)."""
+        """Flag id -> message id of the bot's recent flag cards in a mod-log channel (empty if unreadable)."""
         channel = self.bot.get_partial_messageable(channel_id, guild_id=guild_id)
         cards: dict[int, int] = {}
         try:
@@ -239,8 +307,15 @@ class Moderation(commands.Cog):
         title = f"{status.value.title() if status else 'All'} flags"
         embed = discord.Embed(title=f"{title} ({total})", colour=STATUS_COLOURS[status or FlagStatus.OPEN])
         for flag in flags:
-            value = f"<@{flag.author_id}> in <#{flag.channel_id}> · {flag.p_negative:.0%} · [jump]({flag.jump_url})\n> {discord.utils.escape_markdown(flag.excerpt[:150])}"
-            embed.add_field(name=f"#{flag.id} · {flag.status.value} · {discord.utils.format_dt(flag.created_at, 'R')}", value=value, inline=False)
+            value = (
+                f"<@{flag.author_id}> in <#{flag.channel_id}> · {flag.p_negative:.0%} · [jump]({flag.jump_url})\n"
+                f"> {discord.utils.escape_markdown(flag.excerpt[:150])}"
+            )
+            embed.add_field(
+                name=f"#{flag.id} · {flag.status.value} · {discord.utils.format_dt(flag.created_at, 'R')}",
+                value=value,
+                inline=False,
+            )
         if not flags:
             embed.description = "No flags."
         embed.set_footer(text=f"Page {page + 1} of {max(1, -(-total // PAGE_SIZE))}")
@@ -248,7 +323,10 @@ class Moderation(commands.Cog):
 
     @app_commands.command(name="flagged", description="Moderators: page through flagged messages")
     @app_commands.describe(status="Only flags with this status (default: open)")
-    @app_commands.choices(status=[app_commands.Choice(name=s.value, value=s.value) for s in FlagStatus] + [app_commands.Choice(name="all", value="all")])
+    @app_commands.choices(
+        status=[app_commands.Choice(name=s.value, value=s.value) for s in FlagStatus]
+        + [app_commands.Choice(name="all", value="all")]
+    )
     @app_commands.guild_only()
     @app_commands.default_permissions(manage_messages=True)
     @app_commands.checks.has_permissions(manage_messages=True)

@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import io
-import logging
 from dataclasses import dataclass
 
 import discord
@@ -13,18 +12,16 @@ from discord import app_commands
 from discord.ext import commands
 
 from bot.chart import mood_chart
-from bot.client import MoodBot, send_ephemeral
-from bot.cogs.sentiment import confidence_bar
+from bot.client import MoodBot
+from bot.ui import confidence_bar, send_ephemeral
 from classifier.prediction import Prediction
 from classifier.text import EmptyTextError
 from classifier.worker import ClassificationError
 
-log = logging.getLogger(__name__)
-
 DEFAULT_MESSAGES, MAX_MESSAGES = 200, 1000
 MAX_HOURS = 14 * 24
 MOST_NEGATIVE = 3
-STEADY_WITHIN = 0.05
+STEADY_WITHIN = 0.1  # on the mood scale, -1 to +1
 
 
 @dataclass(frozen=True)
@@ -34,6 +31,11 @@ class Scored:
     created_at: dt.datetime
     jump_url: str
     prediction: Prediction
+
+
+def mood(prediction: Prediction) -> float:
+    """``p_positive - p_negative``: +1 positive, -1 negative, near 0 for neutral (or split) messages."""
+    return prediction.p_positive - prediction.p_negative
 
 
 def trend(scores: list[float]) -> str:
@@ -48,21 +50,27 @@ def trend(scores: list[float]) -> str:
 
 
 def summary_embed(channel: discord.abc.GuildChannel, scored: list[Scored], skipped: int) -> discord.Embed:
-    """Counts, shares, average, trend and the most negative messages (oldest-first ``scored``)."""
-    scores = [s.prediction.p_positive for s in scored]
-    positive = sum(s.prediction.label == "positive" for s in scored)
+    """Counts, label shares, average mood, trend and the most negative messages (oldest-first ``scored``)."""
+    scores = [mood(s.prediction) for s in scored]
     average = sum(scores) / len(scores)
     embed = discord.Embed(title=f"Mood of #{channel.name}", colour=discord.Colour.blurple())
     embed.description = (
         f"**{len(scored)}** messages from {discord.utils.format_dt(scored[0].created_at)} "
         f"to {discord.utils.format_dt(scored[-1].created_at)} ({skipped} skipped: bots, opted-out members, no text)"
     )
-    embed.add_field(name="Positive", value=f"{positive / len(scored):.0%}")
-    embed.add_field(name="Negative", value=f"{1 - positive / len(scored):.0%}")
-    embed.add_field(name="Average p(positive)", value=f"`{confidence_bar(average)}` {average:.2f}")
+    for label in ("positive", "neutral", "negative"):
+        share = sum(s.prediction.label == label for s in scored) / len(scored)
+        embed.add_field(name=label.title(), value=f"{share:.0%}")
+    embed.add_field(
+        name="Average mood (positive − negative)", value=f"`{confidence_bar((average + 1) / 2)}` {average:+.2f}"
+    )
     embed.add_field(name="Trend", value=trend(scores), inline=False)
-    worst = sorted(scored, key=lambda s: s.prediction.p_positive)[:MOST_NEGATIVE]
-    lines = [f"{s.prediction.p_negative:.0%} negative · [jump]({s.jump_url})" for s in worst if s.prediction.label == "negative"]
+    worst = sorted(scored, key=lambda s: -s.prediction.p_negative)[:MOST_NEGATIVE]
+    lines = [
+        f"{s.prediction.p_negative:.0%} negative · [jump]({s.jump_url})"
+        for s in worst
+        if s.prediction.label == "negative"
+    ]
     embed.add_field(name="Most negative", value="\n".join(lines) or "none", inline=False)
     embed.set_image(url="attachment://mood.png")
     return embed
@@ -103,12 +111,22 @@ class Mood(commands.Cog):
         after = discord.utils.utcnow() - dt.timedelta(hours=max(1, min(hours, MAX_HOURS))) if hours else None
         scored, skipped = await self._score_history(target, messages, after)
         if not scored:
-            await interaction.followup.send(f"No messages with text to analyse in {target.mention}.", ephemeral=not share)
+            await interaction.followup.send(
+                f"No messages with text to analyse in {target.mention}.", ephemeral=not share
+            )
             return
         title = f"Mood in #{target.name}"
-        png = await asyncio.to_thread(mood_chart, [s.created_at for s in scored], [s.prediction.p_positive for s in scored], title)
+        png = await asyncio.to_thread(
+            mood_chart,
+            [s.created_at for s in scored],
+            [mood(s.prediction) for s in scored],
+            [s.prediction.label for s in scored],
+            title,
+        )
         await interaction.followup.send(
-            embed=summary_embed(target, scored, skipped), file=discord.File(io.BytesIO(png), filename="mood.png"), ephemeral=not share
+            embed=summary_embed(target, scored, skipped),
+            file=discord.File(io.BytesIO(png), filename="mood.png"),
+            ephemeral=not share,
         )
 
     def _may_read(self, channel: discord.TextChannel, interaction: discord.Interaction) -> bool:
@@ -116,14 +134,22 @@ class Mood(commands.Cog):
         me, member = channel.guild.me, interaction.user
         if not isinstance(member, discord.Member):
             return False
-        return all(channel.permissions_for(who).read_message_history and channel.permissions_for(who).view_channel for who in (me, member))
+        return all(
+            channel.permissions_for(who).read_message_history and channel.permissions_for(who).view_channel
+            for who in (me, member)
+        )
 
-    async def _score_history(self, channel: discord.TextChannel, limit: int, after: dt.datetime | None) -> tuple[list[Scored], int]:
+    async def _score_history(
+        self, channel: discord.TextChannel, limit: int, after: dt.datetime | None
+    ) -> tuple[list[Scored], int]:
         """Classify recent eligible messages (oldest first); also returns how many were skipped."""
         history = [m async for m in channel.history(limit=limit, after=after, oldest_first=False)][::-1]
-        eligible = [m for m in history if not m.author.bot and m.content.strip() and not await self.bot.store.is_opted_out(m.author.id)]
+        authors = {m.author.id for m in history if not m.author.bot}
+        opted_out = {author for author in authors if await self.bot.store.is_opted_out(author)}  # once per author
+        eligible = [m for m in history if not m.author.bot and m.content.strip() and m.author.id not in opted_out]
         results = await self.bot.worker.classify_many([m.content for m in eligible], return_exceptions=True)
-        scored = [Scored(m.created_at, m.jump_url, r) for m, r in zip(eligible, results) if isinstance(r, Prediction)]
+        outcomes = zip(eligible, results, strict=True)
+        scored = [Scored(m.created_at, m.jump_url, r) for m, r in outcomes if isinstance(r, Prediction)]
         failures = [r for r in results if isinstance(r, Exception) and not isinstance(r, EmptyTextError)]
         if failures and not scored:
             raise ClassificationError(str(failures[0]))

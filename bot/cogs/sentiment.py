@@ -1,33 +1,31 @@
-"""``/sentiment`` and the **Check sentiment** message menu: a private verdict with a confidence bar."""
+"""``/sentiment`` and the **Check sentiment** message menu: a private verdict with a probability bar per class."""
 
 from __future__ import annotations
-
-import logging
 
 import discord
 from discord import app_commands
 from discord.ext import commands
 
-from bot.client import MoodBot, send_ephemeral
+from bot.client import MoodBot
+from bot.ui import confidence_bar, send_ephemeral
 from classifier.prediction import Prediction
 from classifier.text import EmptyTextError
 
-log = logging.getLogger(__name__)
-
 COOLDOWN_RATE, COOLDOWN_SECONDS = 5, 30.0
-BAR_WIDTH = 10
-
-
-def confidence_bar(confidence: float, width: int = BAR_WIDTH) -> str:
-    """``███████░░░`` for 0.7."""
-    filled = round(confidence * width)
-    return "█" * filled + "░" * (width - filled)
 
 
 def describe(prediction: Prediction) -> str:
-    """``**Negative** `█████████░` 91% confidence · cached``."""
+    """The label with its confidence and source, then one bar per class::
+
+        **Negative** · 91% confidence · cached
+        `█████████░` negative 91%
+        `█░░░░░░░░░` neutral 7%
+        `░░░░░░░░░░` positive 2%
+    """
     source = "cached" if prediction.cached else "computed"
-    return f"**{prediction.label.title()}** `{confidence_bar(prediction.confidence)}` {prediction.confidence:.0%} confidence · {source}"
+    lines = [f"**{prediction.label.title()}** · {prediction.confidence:.0%} confidence · {source}"]
+    lines += [f"`{confidence_bar(p)}` {name} {p:.0%}" for name, p in prediction.probabilities.items()]
+    return "\n".join(lines)
 
 
 def _per_user(interaction: discord.Interaction) -> int:
@@ -48,7 +46,9 @@ class Sentiment(commands.Cog):
     async def cog_unload(self) -> None:
         self.bot.tree.remove_command(self.menu.name, type=self.menu.type)
 
-    @app_commands.command(name="sentiment", description="Is this text positive or negative? (only you see the answer)")
+    @app_commands.command(
+        name="sentiment", description="Is this text positive, neutral or negative? (only you see the answer)"
+    )
     @app_commands.describe(text="The text to check")
     @app_commands.checks.cooldown(COOLDOWN_RATE, COOLDOWN_SECONDS, key=_per_user)
     async def sentiment(self, interaction: discord.Interaction, text: app_commands.Range[str, 1, 4000]) -> None:
@@ -60,7 +60,11 @@ class Sentiment(commands.Cog):
         await send_ephemeral(interaction, describe(prediction))
 
     async def check_message(self, interaction: discord.Interaction, message: discord.Message) -> None:
-        if message.author.id != interaction.user.id and message.guild is not None and await self.bot.store.is_opted_out(message.author.id):
+        if (
+            message.author.id != interaction.user.id
+            and message.guild is not None
+            and await self.bot.store.is_opted_out(message.author.id)
+        ):
             await send_ephemeral(interaction, "The author of this message opted out of sentiment analysis.")
             return
         try:

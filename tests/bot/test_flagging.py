@@ -2,164 +2,261 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
+import sqlite3
 
 import numpy as np
 import pytest
 
 from bot.store import FlagStatus, ReviewAction
 from classifier.text import prepare_text
-from tests.bot.conftest import TOKEN
-from tests.bot.helpers import WAIT, NEGATIVE, POSITIVE, THRESHOLD, assert_pings_nobody, button_ids, eventually, mod_log_posts
+from tests.support.bot import THRESHOLD, button_ids, mod_log_posts
+from tests.support.helpers import NEGATIVE_MESSAGE, POSITIVE_MESSAGE, TOKEN, WAIT, pings_nobody, poll_until
 
 pytestmark = pytest.mark.timeout(90)
 
 
-async def test_negative_message_is_flagged_and_posted(fake_discord, world, configure, database, start_bot, caplog) -> None:
+async def test_negative_message_is_flagged_and_posted(
+    fake_discord, seeded_guild, configure, open_store, start_bot, caplog
+) -> None:
     caplog.set_level(logging.DEBUG)
-    configure(modlog_channel_id=world.mod_log_id, flag_threshold=THRESHOLD)
+    configure(modlog_channel_id=seeded_guild.mod_log_id, flag_threshold=THRESHOLD)
     async with start_bot():
-        await fake_discord.send_message(world.general_id, world.member_id, POSITIVE)
-        bad = await fake_discord.send_message(world.general_id, world.member_id, NEGATIVE)
-        [post] = await mod_log_posts(fake_discord, world.mod_log_id, 1)
-        store = database()
-        [flag] = await eventually(lambda: store.flags(world.guild_id)[0] and store.flags(world.guild_id)[0][0].modlog_message_id and store.flags(world.guild_id)[0])
-    assert (flag.message_id, flag.author_id, flag.channel_id, flag.status) == (bad.id, world.member_id, world.general_id, FlagStatus.OPEN)
-    assert flag.p_negative >= THRESHOLD and flag.excerpt == NEGATIVE
-    assert (flag.modlog_channel_id, flag.modlog_message_id) == (world.mod_log_id, post.id)
+        await fake_discord.send_message(seeded_guild.general_id, seeded_guild.member_id, POSITIVE_MESSAGE)
+        bad = await fake_discord.send_message(seeded_guild.general_id, seeded_guild.member_id, NEGATIVE_MESSAGE)
+        [post] = await mod_log_posts(fake_discord, seeded_guild.mod_log_id, 1)
+        store = open_store()
+        [flag] = await poll_until(
+            lambda: [f for f in store.flags(seeded_guild.guild_id)[0] if f.modlog_message_id], what="a posted flag"
+        )
+    assert (flag.message_id, flag.author_id, flag.channel_id, flag.status) == (
+        bad.id,
+        seeded_guild.member_id,
+        seeded_guild.general_id,
+        FlagStatus.OPEN,
+    )
+    assert flag.p_negative >= THRESHOLD and flag.excerpt == NEGATIVE_MESSAGE
+    assert (flag.modlog_channel_id, flag.modlog_message_id) == (seeded_guild.mod_log_id, post.id)
     [embed] = post.embeds
-    assert NEGATIVE in embed["description"] and f"Flag #{flag.id}" in embed["footer"]["text"]
+    assert NEGATIVE_MESSAGE in embed["description"] and f"Flag #{flag.id}" in embed["footer"]["text"]
     fields = {f["name"]: f["value"] for f in embed["fields"]}
-    assert str(world.member_id) in fields["Author"] and str(world.general_id) in fields["Channel"]
-    assert f"/{world.guild_id}/{world.general_id}/{bad.id}" in fields["Message"] and "negative" in fields["Score"]
+    assert str(seeded_guild.member_id) in fields["Author"] and str(seeded_guild.general_id) in fields["Channel"]
+    assert (
+        f"/{seeded_guild.guild_id}/{seeded_guild.general_id}/{bad.id}" in fields["Message"]
+        and "negative" in fields["Score"]
+    )
     assert button_ids(post) == [f"moodbot:flag:{a}:{flag.id}" for a in ("dismiss", "confirm", "delete")]
-    assert_pings_nobody(post)
-    assert len(store.flags(world.guild_id)[0]) == 1  # the positive message was not flagged
+    assert pings_nobody(post), post.data
+    assert len(store.flags(seeded_guild.guild_id)[0]) == 1  # the positive message was not flagged
     assert TOKEN not in caplog.text
 
 
-async def test_replayed_message_is_flagged_once(fake_discord, world, configure, database, start_bot) -> None:
-    configure(modlog_channel_id=world.mod_log_id, flag_threshold=THRESHOLD)
+async def test_replayed_message_is_flagged_once(fake_discord, seeded_guild, configure, open_store, start_bot) -> None:
+    configure(modlog_channel_id=seeded_guild.mod_log_id, flag_threshold=THRESHOLD)
     async with start_bot() as service:
-        bad = await fake_discord.send_message(world.general_id, world.member_id, NEGATIVE)
-        await mod_log_posts(fake_discord, world.mod_log_id, 1)
+        bad = await fake_discord.send_message(seeded_guild.general_id, seeded_guild.member_id, NEGATIVE_MESSAGE)
+        await mod_log_posts(fake_discord, seeded_guild.mod_log_id, 1)
         fake_discord.gateway.dispatch("MESSAGE_CREATE", bad.data)  # e.g. a resumed session replays it
-        await fake_discord.send_message(world.general_id, world.member_id, "this is the worst patch ever, horrible")
-        await mod_log_posts(fake_discord, world.mod_log_id, 2)
+        await fake_discord.send_message(
+            seeded_guild.general_id, seeded_guild.member_id, "this is the worst patch ever, horrible"
+        )
+        await mod_log_posts(fake_discord, seeded_guild.mod_log_id, 2)
         await service.bot.worker.classify("sync point")  # let any duplicate handler finish
-    assert len(database().flags(world.guild_id)[0]) == 2
-    assert len(fake_discord.bot_messages_in(world.mod_log_id)) == 2
+    assert len(open_store().flags(seeded_guild.guild_id)[0]) == 2
+    assert len(fake_discord.bot_messages_in(seeded_guild.mod_log_id)) == 2
 
 
-async def test_opted_out_member_is_ignored(fake_discord, world, configure, database, start_bot, classifier) -> None:
-    configure(modlog_channel_id=world.mod_log_id, flag_threshold=THRESHOLD)
+async def test_opted_out_member_is_ignored(
+    fake_discord, seeded_guild, configure, open_store, start_bot, shipped_classifier
+) -> None:
+    configure(modlog_channel_id=seeded_guild.mod_log_id, flag_threshold=THRESHOLD)
     secret = "I absolutely hate this awful garbage update, opted out edition"
     async with start_bot():
-        interaction = await fake_discord.send_slash_command(world.guild_id, world.general_id, world.member_id, "privacy", subcommand="optout")
+        interaction = await fake_discord.send_slash_command(
+            seeded_guild.guild_id, seeded_guild.general_id, seeded_guild.member_id, "privacy", subcommand="optout"
+        )
         assert (await interaction.response(WAIT)).ephemeral
-        await fake_discord.send_message(world.general_id, world.member_id, secret)
-        await fake_discord.send_message(world.general_id, world.moderator_id, NEGATIVE)  # a sentinel after it
-        [post] = await mod_log_posts(fake_discord, world.mod_log_id, 1)
-        status = await fake_discord.send_slash_command(world.guild_id, world.general_id, world.member_id, "privacy", subcommand="status")
+        await fake_discord.send_message(seeded_guild.general_id, seeded_guild.member_id, secret)
+        await fake_discord.send_message(
+            seeded_guild.general_id, seeded_guild.moderator_id, NEGATIVE_MESSAGE
+        )  # a sentinel after it
+        [post] = await mod_log_posts(fake_discord, seeded_guild.mod_log_id, 1)
+        status = await fake_discord.send_slash_command(
+            seeded_guild.guild_id, seeded_guild.general_id, seeded_guild.member_id, "privacy", subcommand="status"
+        )
         assert "opted out" in (await status.response(WAIT)).content
-    [flag] = database().flags(world.guild_id)[0]
-    assert flag.author_id == world.moderator_id and NEGATIVE in post.embeds[0]["description"]
-    assert classifier.cache.get_many([prepare_text(secret)]) == [None]  # never classified, never cached
+    [flag] = open_store().flags(seeded_guild.guild_id)[0]
+    assert flag.author_id == seeded_guild.moderator_id and NEGATIVE_MESSAGE in post.embeds[0]["description"]
+    assert shipped_classifier.cache.get_many([prepare_text(secret)]) == [None]  # never classified, never cached
 
 
-async def test_disabled_channel_exempt_role_and_auto_flag_off(fake_discord, world, configure, database, start_bot) -> None:
-    configure(modlog_channel_id=world.mod_log_id, flag_threshold=THRESHOLD)
-    with database() as store:
-        store.set_channel(world.guild_id, world.random_id, "disabled", True)
-        store.set_exempt_role(world.guild_id, world.moderator_role_id, True)
+async def test_disabled_channel_exempt_role_and_auto_flag_off(
+    fake_discord, seeded_guild, configure, open_store, start_bot
+) -> None:
+    configure(modlog_channel_id=seeded_guild.mod_log_id, flag_threshold=THRESHOLD)
+    with open_store() as store:
+        store.set_channel(seeded_guild.guild_id, seeded_guild.random_id, "disabled", True)
+        store.set_exempt_role(seeded_guild.guild_id, seeded_guild.moderator_role_id, True)
     async with start_bot():
-        await fake_discord.send_message(world.random_id, world.member_id, NEGATIVE)
-        await fake_discord.send_message(world.general_id, world.moderator_id, NEGATIVE)
-        await fake_discord.send_message(world.general_id, world.member_id, "worst server ever, I hate everyone here")
-        [post] = await mod_log_posts(fake_discord, world.mod_log_id, 1)
-    [flag] = database().flags(world.guild_id)[0]
-    assert (flag.author_id, flag.channel_id) == (world.member_id, world.general_id)
+        await fake_discord.send_message(seeded_guild.random_id, seeded_guild.member_id, NEGATIVE_MESSAGE)
+        await fake_discord.send_message(seeded_guild.general_id, seeded_guild.moderator_id, NEGATIVE_MESSAGE)
+        await fake_discord.send_message(
+            seeded_guild.general_id, seeded_guild.member_id, "worst server ever, I hate everyone here"
+        )
+        [post] = await mod_log_posts(fake_discord, seeded_guild.mod_log_id, 1)
+    [flag] = open_store().flags(seeded_guild.guild_id)[0]
+    assert (flag.author_id, flag.channel_id) == (seeded_guild.member_id, seeded_guild.general_id)
     configure(auto_flag=0)
     async with start_bot() as service:
-        await fake_discord.send_message(world.general_id, world.member_id, "this is garbage and I am furious")
+        await fake_discord.send_message(
+            seeded_guild.general_id, seeded_guild.member_id, "this is garbage and I am furious"
+        )
         await service.bot.worker.classify("sync point")
-    assert len(database().flags(world.guild_id)[0]) == 1
+    assert len(open_store().flags(seeded_guild.guild_id)[0]) == 1
 
 
-async def test_review_buttons_check_permissions_and_record(fake_discord, world, configure, database, start_bot) -> None:
-    configure(modlog_channel_id=world.mod_log_id, flag_threshold=THRESHOLD)
+async def test_review_buttons_check_permissions_and_record(
+    fake_discord, seeded_guild, settings, configure, open_store, start_bot
+) -> None:
+    configure(modlog_channel_id=seeded_guild.mod_log_id, flag_threshold=THRESHOLD)
     async with start_bot():
-        await fake_discord.send_message(world.general_id, world.member_id, NEGATIVE)
-        [post] = await mod_log_posts(fake_discord, world.mod_log_id, 1)
+        await fake_discord.send_message(seeded_guild.general_id, seeded_guild.member_id, NEGATIVE_MESSAGE)
+        [post] = await mod_log_posts(fake_discord, seeded_guild.mod_log_id, 1)
         confirm = next(c for c in button_ids(post) if ":confirm:" in c)
         flag_id = int(confirm.rsplit(":", 1)[1])
 
-        refused = await fake_discord.click_button(world.guild_id, world.mod_log_id, world.member_id, post.id, confirm)
+        refused = await fake_discord.click_button(
+            seeded_guild.guild_id, seeded_guild.mod_log_id, seeded_guild.member_id, post.id, confirm
+        )
         answer = await refused.response(WAIT)
         assert answer.ephemeral and "Manage Messages" in answer.content
-        store = database()
+        store = open_store()
         assert store.flag(flag_id).status is FlagStatus.OPEN and store.reviews(flag_id) == []
 
-        clicked = await fake_discord.click_button(world.guild_id, world.mod_log_id, world.moderator_id, post.id, confirm)
+        clicked = await fake_discord.click_button(
+            seeded_guild.guild_id, seeded_guild.mod_log_id, seeded_guild.moderator_id, post.id, confirm
+        )
         assert (await clicked.response(WAIT)).type == 7  # the mod-log message itself is updated
     assert store.flag(flag_id).status is FlagStatus.CONFIRMED
     [review] = store.reviews(flag_id)
-    assert (review.moderator_id, review.action, review.old_status) == (world.moderator_id, ReviewAction.CONFIRM, FlagStatus.OPEN)
-    vectors, labels = store.feedback_examples(store._db.execute("SELECT namespace FROM flags").fetchone()[0])
+    assert (review.moderator_id, review.action, review.old_status) == (
+        seeded_guild.moderator_id,
+        ReviewAction.CONFIRM,
+        FlagStatus.OPEN,
+    )
+    with sqlite3.connect(settings.database_path) as raw:
+        namespace, = raw.execute("SELECT namespace FROM flags").fetchone()
+        feedback_row = raw.execute("SELECT * FROM feedback").fetchone()
+    raw.close()
+    vectors, labels = store.feedback_examples(namespace)
     assert labels.tolist() == [0] and vectors.shape[0] == 1 and np.isfinite(vectors).all() and np.abs(vectors).sum() > 0
-    assert NEGATIVE not in str(store._db.execute("SELECT * FROM feedback").fetchall()[0][:])  # a vector, never the text
+    assert NEGATIVE_MESSAGE not in str(feedback_row)  # a vector, never the text
     edited = fake_discord.message(post.id)
-    assert "confirmed" in edited.embeds[0]["title"] and str(world.moderator_id) in str(edited.embeds[0]["fields"])
+    assert "confirmed" in edited.embeds[0]["title"] and str(seeded_guild.moderator_id) in str(
+        edited.embeds[0]["fields"]
+    )
 
 
-async def test_delete_button_deletes_the_message(fake_discord, world, configure, database, start_bot) -> None:
-    configure(modlog_channel_id=world.mod_log_id, flag_threshold=THRESHOLD)
+async def test_two_clicks_on_one_card_at_the_same_moment_record_one_review(
+    fake_discord, seeded_guild, configure, open_store, start_bot
+) -> None:
+    configure(modlog_channel_id=seeded_guild.mod_log_id, flag_threshold=THRESHOLD)
     async with start_bot():
-        bad = await fake_discord.send_message(world.general_id, world.member_id, NEGATIVE)
-        [post] = await mod_log_posts(fake_discord, world.mod_log_id, 1)
+        await fake_discord.send_message(seeded_guild.general_id, seeded_guild.member_id, NEGATIVE_MESSAGE)
+        [post] = await mod_log_posts(fake_discord, seeded_guild.mod_log_id, 1)
+        confirm, dismiss = (next(c for c in button_ids(post) if f":{name}:" in c) for name in ("confirm", "dismiss"))
+        guild, channel, moderator = seeded_guild.guild_id, seeded_guild.mod_log_id, seeded_guild.moderator_id
+        clicks = await asyncio.gather(
+            *(fake_discord.click_button(guild, channel, moderator, post.id, button) for button in (confirm, dismiss))
+        )
+        answers = [await click.response(WAIT) for click in clicks]
+        assert [answer.type for answer in answers] == [7, 7]  # both cards show the one recorded decision
+        await fake_discord.wait_until(lambda: any(click.followups for click in clicks), WAIT)
+        [note] = [message for click in clicks for message in click.followups]  # only the click that lost hears of it
+    [review] = open_store().reviews(int(confirm.rsplit(":", 1)[1]))
+    assert note.ephemeral and f"This flag was already {review.new_status.value} by <@{moderator}>" in note.content
+    assert fake_discord.message(post.id).embeds[0]["title"].endswith(review.new_status.value)
+
+
+async def test_delete_button_deletes_the_message(fake_discord, seeded_guild, configure, open_store, start_bot) -> None:
+    configure(modlog_channel_id=seeded_guild.mod_log_id, flag_threshold=THRESHOLD)
+    async with start_bot():
+        bad = await fake_discord.send_message(seeded_guild.general_id, seeded_guild.member_id, NEGATIVE_MESSAGE)
+        [post] = await mod_log_posts(fake_discord, seeded_guild.mod_log_id, 1)
         delete = next(c for c in button_ids(post) if ":delete:" in c)
-        clicked = await fake_discord.click_button(world.guild_id, world.mod_log_id, world.moderator_id, post.id, delete)
+        clicked = await fake_discord.click_button(
+            seeded_guild.guild_id, seeded_guild.mod_log_id, seeded_guild.moderator_id, post.id, delete
+        )
         await clicked.response(WAIT)
     assert fake_discord.message(bad.id).deleted
-    assert database().flags(world.guild_id)[0][0].status is FlagStatus.DELETED
+    assert open_store().flags(seeded_guild.guild_id)[0][0].status is FlagStatus.DELETED
 
 
-async def test_buttons_work_after_restart_and_unposted_flags_are_posted(fake_discord, world, configure, database, start_bot) -> None:
-    configure(modlog_channel_id=world.mod_log_id, flag_threshold=THRESHOLD)
+async def test_buttons_work_after_restart_and_unposted_flags_are_posted(
+    fake_discord, seeded_guild, configure, open_store, start_bot
+) -> None:
+    configure(modlog_channel_id=seeded_guild.mod_log_id, flag_threshold=THRESHOLD)
     async with start_bot():
-        await fake_discord.send_message(world.general_id, world.member_id, NEGATIVE)
-        [post] = await mod_log_posts(fake_discord, world.mod_log_id, 1)
-    with database() as store:  # a flag written just before a crash, never posted
-        crashed = store.add_flag(guild_id=world.guild_id, channel_id=world.general_id, message_id=424242, author_id=world.member_id,
-                                 p_negative=0.97, text="stored before the crash", vector=np.ones(384, np.float32), namespace="ns")
+        await fake_discord.send_message(seeded_guild.general_id, seeded_guild.member_id, NEGATIVE_MESSAGE)
+        [post] = await mod_log_posts(fake_discord, seeded_guild.mod_log_id, 1)
+    with open_store() as store:  # a flag written just before a crash, never posted
+        crashed = store.add_flag(
+            guild_id=seeded_guild.guild_id,
+            channel_id=seeded_guild.general_id,
+            message_id=424242,
+            author_id=seeded_guild.member_id,
+            p_negative=0.97,
+            text="stored before the crash",
+            vector=np.ones(384, np.float32),
+            namespace="ns",
+        )
     async with start_bot():  # a new client, worker and store on the same files
         dismiss = next(c for c in button_ids(post) if ":dismiss:" in c)
-        clicked = await fake_discord.click_button(world.guild_id, world.mod_log_id, world.moderator_id, post.id, dismiss)
+        clicked = await fake_discord.click_button(
+            seeded_guild.guild_id, seeded_guild.mod_log_id, seeded_guild.moderator_id, post.id, dismiss
+        )
         assert (await clicked.response(WAIT)).type == 7
-        posts = await mod_log_posts(fake_discord, world.mod_log_id, 2)
-    store = database()
-    assert store.flags(world.guild_id, FlagStatus.DISMISSED)[1] == 1
+        posts = await mod_log_posts(fake_discord, seeded_guild.mod_log_id, 2)
+    store = open_store()
+    assert store.flags(seeded_guild.guild_id, FlagStatus.DISMISSED)[1] == 1
     assert "stored before the crash" in posts[1].embeds[0]["description"]
     assert store.flag(crashed.id).modlog_message_id == posts[1].id
 
 
-async def test_flagged_lists_and_pages_for_moderators_only(fake_discord, world, configure, database, start_bot) -> None:
-    with database() as store:
+async def test_flagged_lists_and_pages_for_moderators_only(
+    fake_discord, seeded_guild, configure, open_store, start_bot
+) -> None:
+    with open_store() as store:
         for message_id in range(1, 8):
-            store.add_flag(guild_id=world.guild_id, channel_id=world.general_id, message_id=message_id, author_id=world.member_id,
-                           p_negative=0.95, text=f"bad message {message_id}", vector=np.ones(4, np.float32), namespace="ns")
+            store.add_flag(
+                guild_id=seeded_guild.guild_id,
+                channel_id=seeded_guild.general_id,
+                message_id=message_id,
+                author_id=seeded_guild.member_id,
+                p_negative=0.95,
+                text=f"bad message {message_id}",
+                vector=np.ones(4, np.float32),
+                namespace="ns",
+            )
     async with start_bot():
-        refused = await fake_discord.send_slash_command(world.guild_id, world.general_id, world.member_id, "flagged")
+        refused = await fake_discord.send_slash_command(
+            seeded_guild.guild_id, seeded_guild.general_id, seeded_guild.member_id, "flagged"
+        )
         answer = await refused.response(WAIT)
         assert answer.ephemeral and "Manage Messages" in answer.content and not answer.data.get("embeds")
 
-        listing = await fake_discord.send_slash_command(world.guild_id, world.general_id, world.moderator_id, "flagged", {"status": "open"})
+        listing = await fake_discord.send_slash_command(
+            seeded_guild.guild_id, seeded_guild.general_id, seeded_guild.moderator_id, "flagged", {"status": "open"}
+        )
         page = await listing.response(WAIT)
         assert page.ephemeral and page.data["embeds"][0]["title"] == "Open flags (7)"
         assert "bad message 7" in str(page.data["embeds"][0]) and "bad message 2" not in str(page.data["embeds"][0])
         original = await listing.wait_original(timeout=WAIT)
         next_id = button_ids(original)[1]
-        clicked = await fake_discord.click_button(world.guild_id, world.general_id, world.moderator_id, original.id, next_id)
+        clicked = await fake_discord.click_button(
+            seeded_guild.guild_id, seeded_guild.general_id, seeded_guild.moderator_id, original.id, next_id
+        )
         await clicked.response(WAIT)
         second = await listing.wait_original(lambda m: "Page 2 of 2" in str(m.embeds), timeout=WAIT)
         assert "bad message 2" in str(second.embeds[0])

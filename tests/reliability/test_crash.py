@@ -9,35 +9,59 @@ from pathlib import Path
 import pytest
 
 from cache import EmbeddingCache
-from tests.load.driver import VECTOR_BYTES
-from tests.load.harness import NEGATIVE, FakeServer, flag_posts, integrity_check, make_text, no_ping, read_flags
+from tests.support.helpers import CLEAR_NEGATIVE, pings_nobody, poll_until_blocking
+from tests.support.load.driver import VECTOR_BYTES
+from tests.support.load.harness import FakeServer, flag_posts, integrity_check, make_text, read_flags
 
 pytestmark = pytest.mark.timeout(170)
 
-REQUIRED = ("guild_id", "channel_id", "message_id", "author_id", "p_negative", "excerpt", "created_at", "status", "vector", "namespace")
+REQUIRED = (
+    "guild_id",
+    "channel_id",
+    "message_id",
+    "author_id",
+    "p_negative",
+    "excerpt",
+    "created_at",
+    "status",
+    "vector",
+    "namespace",
+)
 
 
 def complete(row: dict) -> bool:
     return all(row[k] is not None for k in REQUIRED) and bool(row["excerpt"]) and len(row["vector"]) == VECTOR_BYTES
 
 
-def test_sigkill_mid_burst_then_restart(world: FakeServer, make_bot, database: Path, bot_dirs: tuple[Path, Path]) -> None:
+def test_sigkill_mid_burst_then_restart(
+    fake_server: FakeServer, make_bot, database_path: Path, bot_dirs: tuple[Path, Path]
+) -> None:
     bot = make_bot()
-    burst = [(world.load_channels[i % len(world.load_channels)], world.users[i % 4], make_text(i, i % 2 == 0, "K")) for i in range(240)]
-    sent = world.send_many(burst)
-    negatives = {m for m, (_, _, text) in zip(sent, burst) if text.startswith(NEGATIVE)}
+    burst = [
+        (
+            fake_server.load_channels[i % len(fake_server.load_channels)],
+            fake_server.users[i % 4],
+            make_text(i, i % 2 == 0, "K"),
+        )
+        for i in range(240)
+    ]
+    sent = fake_server.send_many(burst)
+    negatives = {m for m, (_, _, text) in zip(sent, burst, strict=True) if text.startswith(CLEAR_NEGATIVE)}
 
     # Kill while the burst is being processed: some flags stored, others not yet.
-    world.wait_until(lambda: len(read_flags(database)) >= 15 and flag_posts(world.report(), world.mod_log), 90,
-                     "15 flags stored and one posted before the kill")
+    poll_until_blocking(
+        lambda: len(read_flags(database_path)) >= 15 and flag_posts(fake_server.report(), fake_server.mod_log),
+        90,
+        "15 flags stored and one posted before the kill",
+    )
     bot.kill()
     assert not bot.alive()
-    at_kill = read_flags(database)
-    posted_before = flag_posts(world.report(), world.mod_log)
+    at_kill = read_flags(database_path)
+    posted_before = flag_posts(fake_server.report(), fake_server.mod_log)
     assert len(at_kill) < len(negatives), "the burst finished before the kill: the test did not crash mid-burst"
 
-    # The database survives SIGKILL whole: integrity, no duplicate or half-written rows.
-    assert integrity_check(database) == "ok"
+    # The database_path survives SIGKILL whole: integrity, no duplicate or half-written rows.
+    assert integrity_check(database_path) == "ok"
     assert all(complete(row) for row in at_kill), [r["id"] for r in at_kill if not complete(r)]
     assert len({r["message_id"] for r in at_kill}) == len(at_kill)
     assert {r["message_id"] for r in at_kill} <= negatives
@@ -48,35 +72,40 @@ def test_sigkill_mid_burst_then_restart(world: FakeServer, make_bot, database: P
 
     # Every flag stored before the kill gets (or already had) exactly one card, and its row points at it.
     def all_posted() -> bool:
-        rows = read_flags(database)
+        rows = read_flags(database_path)
         return all(r["modlog_message_id"] is not None for r in rows if r["id"] <= at_kill[-1]["id"])
 
-    world.wait_until(all_posted, 60, "flags stored before the kill to be posted after the restart")
+    poll_until_blocking(all_posted, 60, "flags stored before the kill to be posted after the restart")
     time.sleep(1.0)
-    rows = {r["id"]: r for r in read_flags(database)}
-    posts = flag_posts(world.report(), world.mod_log)
+    rows = {r["id"]: r for r in read_flags(database_path)}
+    posts = flag_posts(fake_server.report(), fake_server.mod_log)
     cards = Counter(p["flag_id"] for p in posts)
     for row in at_kill:
         assert cards[row["id"]] >= 1, f"flag {row['id']} stored before the kill was never posted"
         assert rows[row["id"]]["modlog_message_id"] in {int(p["id"]) for p in posts if p["flag_id"] == row["id"]}
-    assert all(no_ping(p) for p in posts)
+    assert all(pings_nobody(p) for p in posts)
 
     # The buttons of a card posted before the crash work in the new process; permissions are checked per click.
     old = next(p for p in posted_before if p["flag_id"] is not None)
-    refused = world.click(world.member_id, int(old["id"]), f"moodbot:flag:confirm:{old['flag_id']}")
+    refused = fake_server.click(fake_server.member_id, int(old["id"]), f"moodbot:flag:confirm:{old['flag_id']}")
     assert refused["callback"] and refused["callback"]["flags"] & 64, refused  # ephemeral refusal
     assert rows[old["flag_id"]]["status"] == "open"
-    clicked = world.click(world.moderator_id, int(old["id"]), f"moodbot:flag:confirm:{old['flag_id']}")
+    clicked = fake_server.click(fake_server.moderator_id, int(old["id"]), f"moodbot:flag:confirm:{old['flag_id']}")
     assert clicked["callback"] and clicked["callback"]["type"] == 7, clicked  # the card is updated in place
-    assert {r["id"]: r for r in read_flags(database)}[old["flag_id"]]["status"] == "confirmed"
+    assert {r["id"]: r for r in read_flags(database_path)}[old["flag_id"]]["status"] == "confirmed"
 
     # The restarted bot still flags new messages, and the cache it reopened is usable.
-    new = world.send(world.load_channels[0], world.users[0], make_text(999_001, True, "R"))
-    world.wait_until(lambda: any(int(r["message_id"]) == int(new["data"]["id"]) and r["modlog_message_id"] for r in read_flags(database)),
-                     60, "a flag for a message sent after the restart")
+    new = fake_server.send(fake_server.load_channels[0], fake_server.users[0], make_text(999_001, True, "R"))
+    poll_until_blocking(
+        lambda: any(
+            int(r["message_id"]) == int(new["data"]["id"]) and r["modlog_message_id"] for r in read_flags(database_path)
+        ),
+        60,
+        "a flag for a message sent after the restart",
+    )
     assert restarted.stop() == 0
     assert not restarted.problems(), restarted.problems()
-    assert integrity_check(database) == "ok"
+    assert integrity_check(database_path) == "ok"
     with EmbeddingCache(bot_dirs[1], namespace="") as cache:
         assert cache.stats().entries >= len(at_kill)
     assert not list(bot_dirs[1].parent.glob("cache.corrupt-*")), "the cache was thrown away after the crash"

@@ -1,4 +1,7 @@
-"""Reduced load run through the real bot (the full one: ``python -m tests.load --messages 10000 --channels 50``)."""
+"""Reduced load run through the real bot.
+
+The full one: ``python -m tests.support.load --messages 10000 --channels 50``.
+"""
 
 from __future__ import annotations
 
@@ -7,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.load.driver import run_load
+from tests.support.load.driver import run_load
 
 pytestmark = pytest.mark.timeout(170)
 
@@ -18,6 +21,15 @@ def test_reduced_load(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> Non
     result = run_load(tmp_path, messages=600, channels=10, burst=150, gap_s=0.5, max_rss_mb=1500, log=lambda m: None)
     (tmp_path / "figures.json").write_text(json.dumps(result.figures, indent=1))
     with capsys.disabled():
-        keys = ("eligible", "flags", "messages_per_s", "classify_p99_s", "flag_post_p50_s", "flag_post_p99_s", "rss_peak_mib", "startup_s")
+        keys = (
+            "eligible",
+            "flags",
+            "messages_per_s",
+            "classify_p99_s",
+            "flag_post_p50_s",
+            "flag_post_p99_s",
+            "rss_peak_mib",
+            "startup_s",
+        )
         print("\nreduced load:", {k: result.figures.get(k) for k in keys})
     assert not result.failures, f"{result.failures}\n{Path(result.figures['log']).read_text(errors='replace')[-3000:]}"

@@ -1,0 +1,108 @@
+"""What the store hands out: guild settings, flags, reviews, and the errors a caller can act on."""
+
+from __future__ import annotations
+
+import datetime as dt
+import enum
+from dataclasses import dataclass, field
+
+from classifier.config import DEFAULT_FLAG_THRESHOLD
+from classifier.labels import NEGATIVE, NEUTRAL
+from classifier.text import replace_surrogates
+
+EXCERPT_CHARS = 300
+#: Feedback labels are class indices of ``classifier.labels.CLASSES``. Before three-way heads a dismissal was stored
+#: as 1 meaning "positive"; 1 is now neutral, which is what a dismissal means, so old rows keep their sense.
+LABEL_NEGATIVE, LABEL_NEUTRAL = NEGATIVE, NEUTRAL
+
+
+class StoreError(ValueError):
+    """The database cannot be used: an unsupported or malformed URL, or a schema written by a newer moodbot."""
+
+
+class FlagStatus(enum.StrEnum):
+    OPEN = "open"
+    CONFIRMED = "confirmed"
+    DISMISSED = "dismissed"
+    DELETED = "deleted"
+
+
+class ReviewAction(enum.StrEnum):
+    """A moderator's decision on a flag, and the status and training label it leads to."""
+
+    CONFIRM = "confirm"
+    DISMISS = "dismiss"
+    DELETE = "delete"
+
+    @property
+    def status(self) -> FlagStatus:
+        return {"confirm": FlagStatus.CONFIRMED, "dismiss": FlagStatus.DISMISSED, "delete": FlagStatus.DELETED}[
+            self.value
+        ]
+
+    @property
+    def label(self) -> int:
+        """Dismiss means a false flag, almost always ordinary text: neutral; confirm and delete mean negative."""
+        return LABEL_NEUTRAL if self is ReviewAction.DISMISS else LABEL_NEGATIVE
+
+
+@dataclass(frozen=True)
+class GuildConfig:
+    """A guild's settings; ``flag_threshold`` is already resolved against the global default."""
+
+    guild_id: int
+    modlog_channel_id: int | None = None
+    flag_threshold: float = DEFAULT_FLAG_THRESHOLD
+    auto_flag: bool = True
+    live_channels: frozenset[int] = field(default_factory=frozenset)
+    disabled_channels: frozenset[int] = field(default_factory=frozenset)
+    exempt_roles: frozenset[int] = field(default_factory=frozenset)
+
+
+@dataclass(frozen=True)
+class Flag:
+    """A flagged message (without its vector)."""
+
+    id: int
+    guild_id: int
+    channel_id: int
+    message_id: int
+    author_id: int
+    p_negative: float
+    excerpt: str
+    created_at: dt.datetime
+    status: FlagStatus
+    modlog_channel_id: int | None
+    modlog_message_id: int | None
+
+    @property
+    def jump_url(self) -> str:
+        return f"https://discord.com/channels/{self.guild_id}/{self.channel_id}/{self.message_id}"
+
+
+@dataclass(frozen=True)
+class Review:
+    """One row of a flag's review history."""
+
+    flag_id: int
+    moderator_id: int
+    action: ReviewAction
+    old_status: FlagStatus
+    new_status: FlagStatus
+    created_at: dt.datetime
+
+
+class AlreadyReviewedError(Exception):
+    """Another moderator changed the flag after this one looked (two clicks at the same moment): nothing written."""
+
+    def __init__(self, flag: Flag, review: Review | None) -> None:
+        by = f" by moderator {review.moderator_id}" if review else ""
+        super().__init__(f"flag {flag.id} is already {flag.status.value}{by}")
+        self.flag = flag
+        self.review = review
+
+
+def excerpt(text: str, limit: int = EXCERPT_CHARS) -> str:
+    """The first ``limit`` characters of ``text`` on one line, with an ellipsis when cut."""
+    flat = " ".join(replace_surrogates(text).split())
+    return flat if len(flat) <= limit else flat[: limit - 1] + "…"

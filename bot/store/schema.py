@@ -1,0 +1,154 @@
+"""The current schema as SQLAlchemy Core tables, for queries; the migrations in ``migrations/versions`` create it.
+
+Column types render as the SQLite file has always had them (``INTEGER`` keys, ISO-8601 text times), and as
+native types on PostgreSQL (``BIGINT`` for Discord's 64-bit ids, ``timestamptz``, ``bytea``).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import sqlalchemy as sa
+
+#: Discord ids are 64-bit: ``BIGINT`` on PostgreSQL; plain ``INTEGER`` (64-bit, a rowid alias as a key) on SQLite.
+Snowflake = sa.BigInteger().with_variant(sa.Integer(), "sqlite")
+
+
+class Timestamp(sa.TypeDecorator[dt.datetime]):
+    """A UTC instant to the millisecond: ISO-8601 text on SQLite (it sorts correctly), ``timestamptz`` elsewhere."""
+
+    impl = sa.DateTime(timezone=True)
+    cache_ok = True
+
+    def load_dialect_impl(self, dialect: sa.Dialect) -> sa.types.TypeEngine[object]:
+        return dialect.type_descriptor(sa.Text() if dialect.name == "sqlite" else sa.DateTime(timezone=True))
+
+    def process_bind_param(self, value: dt.datetime | None, dialect: sa.Dialect) -> object:
+        if value is None:
+            return None
+        value = value.astimezone(dt.UTC)
+        return value.isoformat(timespec="milliseconds") if dialect.name == "sqlite" else value
+
+    def process_result_value(self, value: object, dialect: sa.Dialect) -> dt.datetime | None:
+        if value is None:
+            return None
+        return dt.datetime.fromisoformat(value) if isinstance(value, str) else value  # type: ignore[return-value]
+
+
+def utcnow() -> dt.datetime:
+    """Now, cut to what every backend stores, so that a copied database compares equal to its source."""
+    now = dt.datetime.now(dt.UTC)
+    return now.replace(microsecond=now.microsecond // 1000 * 1000)
+
+
+metadata = sa.MetaData()
+
+guild_settings = sa.Table(
+    "guild_settings",
+    metadata,
+    sa.Column("guild_id", Snowflake, primary_key=True, autoincrement=False),
+    sa.Column("modlog_channel_id", Snowflake),
+    sa.Column("flag_threshold", sa.Double),
+    sa.Column(
+        "auto_flag",
+        sa.Boolean(create_constraint=True, name="guild_settings_auto_flag"),
+        nullable=False,
+        server_default=sa.true(),
+    ),
+    sa.CheckConstraint(
+        "flag_threshold IS NULL OR flag_threshold BETWEEN 0.5 AND 1.0", name="guild_settings_flag_threshold"
+    ),
+)
+
+guild_channels = sa.Table(
+    "guild_channels",
+    metadata,
+    sa.Column("guild_id", Snowflake, primary_key=True, autoincrement=False),
+    sa.Column("channel_id", Snowflake, primary_key=True, autoincrement=False),
+    sa.Column("kind", sa.Text, primary_key=True),
+    sa.CheckConstraint("kind IN ('live', 'disabled')", name="guild_channels_kind"),
+)
+
+exempt_roles = sa.Table(
+    "exempt_roles",
+    metadata,
+    sa.Column("guild_id", Snowflake, primary_key=True, autoincrement=False),
+    sa.Column("role_id", Snowflake, primary_key=True, autoincrement=False),
+)
+
+optouts = sa.Table(
+    "optouts",
+    metadata,
+    sa.Column("user_id", Snowflake, primary_key=True, autoincrement=False),
+    sa.Column("created_at", Timestamp, nullable=False),
+)
+
+flags = sa.Table(
+    "flags",
+    metadata,
+    sa.Column("id", Snowflake, primary_key=True),
+    sa.Column("guild_id", Snowflake, nullable=False),
+    sa.Column("channel_id", Snowflake, nullable=False),
+    sa.Column("message_id", Snowflake, nullable=False),
+    sa.Column("author_id", Snowflake, nullable=False),
+    sa.Column("p_negative", sa.Double, nullable=False),
+    sa.Column("excerpt", sa.Text, nullable=False),
+    sa.Column("created_at", Timestamp, nullable=False),
+    sa.Column("status", sa.Text, nullable=False, server_default="open"),
+    sa.Column("modlog_channel_id", Snowflake),
+    sa.Column("modlog_message_id", Snowflake),
+    sa.Column("vector", sa.LargeBinary, nullable=False),
+    sa.Column("namespace", sa.Text, nullable=False),
+    # Until when one process owns posting this flag's card; a process that dies releases it by letting it lapse.
+    sa.Column("post_claimed_until", Timestamp),
+    sa.UniqueConstraint("guild_id", "message_id", name="flags_guild_message"),
+    sa.CheckConstraint("status IN ('open', 'confirmed', 'dismissed', 'deleted')", name="flags_status"),
+    sa.Index("flags_by_status", "guild_id", "status", "id"),
+    sa.Index(
+        "flags_unposted",
+        "modlog_message_id",
+        sqlite_where=sa.text("modlog_message_id IS NULL"),
+        postgresql_where=sa.text("modlog_message_id IS NULL"),
+    ),
+    sqlite_autoincrement=True,
+)
+
+flag_reviews = sa.Table(
+    "flag_reviews",
+    metadata,
+    sa.Column("id", Snowflake, primary_key=True),
+    sa.Column("flag_id", Snowflake, sa.ForeignKey("flags.id", ondelete="CASCADE"), nullable=False),
+    sa.Column("moderator_id", Snowflake, nullable=False),
+    sa.Column("action", sa.Text, nullable=False),
+    sa.Column("old_status", sa.Text, nullable=False),
+    sa.Column("new_status", sa.Text, nullable=False),
+    sa.Column("created_at", Timestamp, nullable=False),
+    sa.CheckConstraint("action IN ('confirm', 'dismiss', 'delete')", name="flag_reviews_action"),
+    sa.Index("flag_reviews_by_flag", "flag_id", "id"),
+    sqlite_autoincrement=True,
+)
+
+feedback = sa.Table(
+    "feedback",
+    metadata,
+    sa.Column("id", Snowflake, primary_key=True),
+    sa.Column("flag_id", Snowflake, sa.ForeignKey("flags.id", ondelete="CASCADE"), nullable=False, unique=True),
+    sa.Column("guild_id", Snowflake, nullable=False),
+    sa.Column("namespace", sa.Text, nullable=False),
+    sa.Column("vector", sa.LargeBinary, nullable=False),  # little-endian float32, as the embedding cache keeps them
+    sa.Column("label", sa.Integer, nullable=False),  # class index: 0 negative, 1 neutral (models.LABEL_*)
+    sa.Column("moderator_id", Snowflake, nullable=False),
+    sa.Column("created_at", Timestamp, nullable=False),
+    sa.CheckConstraint("label IN (0, 1)", name="feedback_label"),
+    sa.Index("feedback_by_namespace", "namespace", "guild_id"),
+    sqlite_autoincrement=True,
+)
+
+#: Small values the bot processes share (key -> text), e.g. the hash of the application commands last synced.
+app_state = sa.Table(
+    "app_state",
+    metadata,
+    sa.Column("key", sa.Text, primary_key=True),
+    sa.Column("value", sa.Text, nullable=False),
+    sa.Column("updated_at", Timestamp, nullable=False),
+)

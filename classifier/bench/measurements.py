@@ -1,0 +1,247 @@
+"""The measurements: the naive one-at-a-time path, worker bursts (model, memory tier, disk tier), FLOPs, int8."""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import gc
+import statistics
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from cache import EmbeddingCache
+from classifier.bench.probes import LoopLagProbe
+from classifier.bench.subject import BenchSubject
+from classifier.config import WorkerConfig
+from classifier.encoder import Encoder
+from classifier.head import LogisticHead
+from classifier.labels import POSITIVE
+from classifier.pipeline import SentimentClassifier
+from classifier.worker import BatchingWorker
+
+WARMUP_TEXTS = 16
+NAIVE_SAMPLE = 48
+
+
+def linear_macs_per_token(model: torch.nn.Module) -> int:
+    """Multiply-accumulates per token in the model's Linear layers (float or dynamically quantized)."""
+    macs = 0
+    for module in model.modules():
+        if isinstance(module, torch.nn.Embedding):
+            continue
+        in_features, out_features = getattr(module, "in_features", None), getattr(module, "out_features", None)
+        if isinstance(in_features, int) and isinstance(out_features, int) and not list(module.children()):
+            macs += in_features * out_features
+    return macs
+
+
+def model_flops(encoder: Encoder, token_counts: Sequence[int]) -> float:
+    """FLOPs to encode texts of these token lengths: 2 x Linear MACs per token plus attention (QK^T and AV)."""
+    config = encoder.model.config
+    layers = int(getattr(config, "num_hidden_layers", 0) or getattr(config, "n_layers", 0))
+    hidden = int(getattr(config, "hidden_size", 0) or getattr(config, "dim", 0))
+    per_token = 2 * linear_macs_per_token(encoder.model)
+    lengths = np.asarray(token_counts, dtype=np.float64)
+    return float(per_token * lengths.sum() + 4 * layers * hidden * (lengths**2).sum())
+
+
+def percentile_ms(seconds: Sequence[float], q: float) -> float:
+    return float(np.percentile(np.asarray(seconds) * 1000.0, q)) if len(seconds) else 0.0
+
+
+@dataclass
+class BurstResult:
+    seconds: float
+    latencies: list[float]
+    probabilities: list[float]
+    loop_lag_max_ms: float
+    loop_lag_p99_ms: float
+    memory_hits: int
+    disk_hits: int
+    computed: int
+    batches: int
+
+    @property
+    def msgs_per_s(self) -> float:
+        return len(self.latencies) / self.seconds
+
+
+async def _burst(worker: BatchingWorker, texts: Sequence[str], progress: tqdm | None) -> BurstResult:
+    async def one(text: str) -> tuple[float, float]:
+        started = time.perf_counter()
+        prediction = await worker.classify(text)
+        elapsed = time.perf_counter() - started
+        if progress is not None:
+            progress.update(1)
+        return elapsed, prediction.p_positive
+
+    before = dataclasses.replace(worker.stats)
+    with LoopLagProbe() as probe:
+        await asyncio.sleep(0)  # let the ticker start
+        started = time.perf_counter()
+        outcomes = await asyncio.gather(*(one(text) for text in texts))
+        seconds = time.perf_counter() - started
+    after = worker.stats
+    return BurstResult(
+        seconds, [o[0] for o in outcomes], [o[1] for o in outcomes], probe.max_ms, percentile_ms(probe.lags, 99),
+        after.memory_hits - before.memory_hits, after.disk_hits - before.disk_hits,
+        after.computed - before.computed, after.batches - before.batches,
+    )
+
+
+async def worker_bursts(
+    classifier: SentimentClassifier, texts: Sequence[str], config: WorkerConfig, phases: Sequence[str]
+) -> dict[str, BurstResult]:
+    """Run the named bursts on one worker: ``model`` (cache empty), then ``memory`` (all hits)."""
+    results = {}
+    async with BatchingWorker.configured(classifier, config) as worker:
+        await worker.classify("warm-up: the worker's threads and queue")
+        for phase in phases:
+            if phase == "model":  # the cache bursts take milliseconds: no progress bar in their way
+                with tqdm(total=len(texts), desc="worker burst", unit="msg", leave=False, disable=None) as progress:
+                    results[phase] = await _burst(worker, texts, progress)
+            else:  # a later burst: the first one's cache writes have landed and its garbage is collected
+                await worker.flush_cache_writes()
+                gc.collect()
+                results[phase] = await _burst(worker, texts, None)
+    return results
+
+
+def naive_pass(
+    encoder: Encoder, head: LogisticHead, texts: Sequence[str], desc: str = "naive one-at-a-time"
+) -> tuple[list[float], list[float]]:
+    """A simple bot's handler for each message in turn: tokenize, forward, pool, head.
+
+    Returns (seconds, p_positive) per message.
+    """
+    tokenizer, model, pooling = encoder.tokenizer, encoder.model, encoder.pooling
+    seconds, probabilities = [], []
+    with torch.inference_mode():
+        for text in tqdm(texts, desc=desc, unit="msg", leave=False, disable=None):
+            started = time.perf_counter()
+            encoded = tokenizer(text, return_tensors="pt", truncation=True, max_length=encoder.max_length)
+            outputs = model(input_ids=encoded["input_ids"], attention_mask=encoded["attention_mask"],
+                            output_hidden_states=pooling.needs_all_layers)
+            hidden = outputs.hidden_states if pooling.needs_all_layers else (outputs.last_hidden_state,)
+            vector = pooling(hidden, encoded["attention_mask"]).numpy()
+            probability = float(head.predict_proba(vector)[0, POSITIVE])
+            seconds.append(time.perf_counter() - started)
+            probabilities.append(probability)
+    return seconds, probabilities
+
+
+def measure(subject: BenchSubject, texts: list[str], config: WorkerConfig, cache_dir: Path, cache_size_mb: int,
+            int8: bool = False) -> dict[str, Any]:
+    """Naive vs worker vs cache hits (and the int8 worker with ``int8``), as the bench's JSON figures."""
+    classifier = subject.classifier
+    encoder, head = subject.encoder, classifier.head
+    token_counts = [len(ids) for ids in encoder.token_lengths(texts)]
+    flops = model_flops(encoder, token_counts)
+
+    # warm-up: both code paths, outside the cache
+    naive_pass(encoder, head, texts[:WARMUP_TEXTS], desc="warm-up")
+    encoder.embed(texts[: min(len(texts), 64)])
+
+    # the naive baseline at its best: one message's small matrix products often run faster on one
+    # thread (always, when other processes share the cores); pick on a sample, then time every text
+    threads = torch.get_num_threads()
+    sample = texts[:NAIVE_SAMPLE]
+    naive_sample_rates: dict[int, float] = {}
+    for count in sorted({threads, 1}, reverse=True):
+        torch.set_num_threads(count)
+        seconds = naive_pass(encoder, head, sample, desc=f"naive sample, {count} thread(s)")[0]
+        naive_sample_rates[count] = len(sample) / sum(seconds)
+    naive_threads = max(naive_sample_rates, key=naive_sample_rates.__getitem__)
+    torch.set_num_threads(naive_threads)
+    try:
+        naive_seconds, naive_p = naive_pass(encoder, head, texts)
+    finally:
+        torch.set_num_threads(threads)
+    naive_total = sum(naive_seconds)
+    # a burst of N messages handled one after the other: message i waits for all before it
+    naive_burst_latency = list(np.cumsum(naive_seconds))
+
+    bursts = asyncio.run(worker_bursts(classifier, texts, config, ("model", "memory")))
+    model_burst, memory_burst = bursts["model"], bursts["memory"]
+
+    # a restarted bot: a new cache object on the same directory, memory tier cold
+    disk_cache = EmbeddingCache(cache_dir, encoder.cache_namespace, cache_size_mb, dim=encoder.dim)
+    disk_classifier = SentimentClassifier(encoder, head, disk_cache)
+    try:
+        disk_burst = asyncio.run(worker_bursts(disk_classifier, texts, config, ("disk",)))["disk"]
+    finally:
+        disk_cache.close()
+
+    naive_msgs = len(texts) / naive_total
+    result: dict[str, Any] = {
+        "naive_msgs_per_s": round(naive_msgs, 1),
+        "naive_threads": naive_threads,
+        "naive_sample_msgs_per_s_by_threads": {str(k): round(v, 1) for k, v in naive_sample_rates.items()},
+        "worker_msgs_per_s": round(model_burst.msgs_per_s, 1),
+        "speedup": round(model_burst.msgs_per_s / naive_msgs, 2),
+        "p50_ms": round(percentile_ms(model_burst.latencies, 50), 1),
+        "p99_ms": round(percentile_ms(model_burst.latencies, 99), 1),
+        "naive_p50_ms": round(percentile_ms(naive_burst_latency, 50), 1),
+        "naive_p99_ms": round(percentile_ms(naive_burst_latency, 99), 1),
+        "naive_call_p50_ms": round(percentile_ms(naive_seconds, 50), 2),
+        "naive_call_p99_ms": round(percentile_ms(naive_seconds, 99), 2),
+        "cached_msgs_per_s": round(memory_burst.msgs_per_s, 1),
+        "cached_p50_ms": round(percentile_ms(memory_burst.latencies, 50), 3),
+        "cached_p99_ms": round(percentile_ms(memory_burst.latencies, 99), 3),
+        "cached_speedup_vs_model": round(memory_burst.msgs_per_s / model_burst.msgs_per_s, 1),
+        "cached_memory_hits": memory_burst.memory_hits,
+        "disk_cached_msgs_per_s": round(disk_burst.msgs_per_s, 1),
+        "disk_cached_p50_ms": round(percentile_ms(disk_burst.latencies, 50), 3),
+        "disk_cached_p99_ms": round(percentile_ms(disk_burst.latencies, 99), 3),
+        "disk_cached_disk_hits": disk_burst.disk_hits,
+        "gflops": round(flops / model_burst.seconds / 1e9, 2),
+        "naive_gflops": round(flops / naive_total / 1e9, 2),
+        "loop_lag_max_ms": round(model_burst.loop_lag_max_ms, 2),
+        "loop_lag_p99_ms": round(model_burst.loop_lag_p99_ms, 2),
+        "cached_loop_lag_max_ms": round(max(memory_burst.loop_lag_max_ms, disk_burst.loop_lag_max_ms), 2),
+        "worker_batches": model_burst.batches,
+        "worker_computed": model_burst.computed,
+        "max_prob_diff": round(float(np.max(np.abs(np.asarray(naive_p) - np.asarray(model_burst.probabilities)))), 6),
+        "tokens": int(sum(token_counts)),
+        "mean_tokens": round(float(statistics.fmean(token_counts)), 1),
+    }
+    if int8 and not encoder.quantized and encoder.device.type == "cpu":
+        int8_cache_dir = Path(cache_dir).with_name("cache-int8")
+        result |= _int8_figures(subject, texts, config, flops, int8_cache_dir, cache_size_mb, naive_msgs, naive_p)
+    return result
+
+
+def _int8_figures(subject: BenchSubject, texts: list[str], config: WorkerConfig, flops: float, cache_dir: Path,
+                  cache_size_mb: int, naive_msgs: float, naive_p: list[float]) -> dict[str, Any]:
+    """The worker burst once more with int8 dynamic quantization (CPU, fp32 runs only).
+
+    Opt-in (``moodbot bench --int8``): README "Performance" says what int8 costs in accuracy.
+    """
+    int8 = subject.encoder.int8_copy()
+    head = subject.classifier.head
+    cache = EmbeddingCache(cache_dir, int8.cache_namespace, cache_size_mb, dim=int8.dim)
+    try:
+        int8.embed(texts[: min(len(texts), 64)])  # warm-up
+        # the head's fingerprint check does not see the numeric mode: int8 vectors feed the same head
+        classifier = SentimentClassifier(int8, head, cache)
+        burst = asyncio.run(worker_bursts(classifier, texts, config, ("model",)))["model"]
+    finally:
+        cache.close()
+        del int8
+    naive, int8_p = np.asarray(naive_p), np.asarray(burst.probabilities)
+    return {
+        "int8_worker_msgs_per_s": round(burst.msgs_per_s, 1),
+        "int8_speedup": round(burst.msgs_per_s / naive_msgs, 2),
+        "int8_p50_ms": round(percentile_ms(burst.latencies, 50), 1),
+        "int8_p99_ms": round(percentile_ms(burst.latencies, 99), 1),
+        "int8_gflops": round(flops / burst.seconds / 1e9, 2),
+        "int8_max_prob_diff": round(float(np.max(np.abs(naive - int8_p))), 6),
+        "int8_label_agreement": round(float(np.mean((naive >= 0.5) == (int8_p >= 0.5))), 4),
+    }

@@ -1,0 +1,81 @@
+"""Probes of the process and its surroundings: event-loop lag, peak memory, start-up time, the device, the hub."""
+
+from __future__ import annotations
+
+import asyncio
+import platform
+import resource
+import socket
+import sys
+import time
+from pathlib import Path
+from urllib.parse import urlparse
+
+import psutil
+import torch
+
+TICK_S = 0.001
+
+
+class LoopLagProbe:
+    """A ticker task: how late the event loop runs a 1 ms sleep (anything heavy on the loop shows)."""
+
+    def __init__(self) -> None:
+        self.lags: list[float] = []
+        self._task: asyncio.Task[None] | None = None
+
+    async def _tick(self) -> None:
+        loop = asyncio.get_running_loop()
+        while True:
+            before = loop.time()
+            await asyncio.sleep(TICK_S)
+            self.lags.append(max(0.0, loop.time() - before - TICK_S))
+
+    def __enter__(self) -> LoopLagProbe:
+        self._task = asyncio.get_running_loop().create_task(self._tick())
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        assert self._task is not None
+        self._task.cancel()
+
+    @property
+    def max_ms(self) -> float:
+        return max(self.lags, default=0.0) * 1000.0
+
+
+def peak_rss_mb() -> float:
+    """Peak resident set size of this process (Linux reports KiB, macOS bytes)."""
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return peak / (1024 * 1024) if sys.platform == "darwin" else peak / 1024
+
+
+def seconds_since_process_start() -> float:
+    return time.time() - psutil.Process().create_time()
+
+
+def device_name(device: torch.device) -> str:
+    """``cuda (<GPU name>)`` or ``cpu (<CPU model>, <n> cores)``."""
+    if device.type == "cuda":
+        return f"cuda ({torch.cuda.get_device_name(device)})"
+    cpu = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return f"cpu ({cpu}, {psutil.cpu_count(logical=True)} cores)"
+
+
+def hub_reachable(timeout: float = 3.0) -> bool:
+    """Whether a TCP connection to the hub's endpoint (as ``huggingface_hub`` resolves it) opens within ``timeout``."""
+    from huggingface_hub.constants import ENDPOINT
+
+    endpoint = urlparse(ENDPOINT)
+    try:
+        with socket.create_connection((endpoint.hostname or "huggingface.co", endpoint.port or 443), timeout=timeout):
+            return True
+    except OSError:
+        return False

@@ -1,0 +1,54 @@
+"""What it takes to load a classifier and run its worker, as plain values.
+
+The bot builds these from its settings (``Settings.classifier_config()``); the classifier package
+never reads the environment itself, so the bench, the CLI and the tests configure it the same way.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from classifier.bundled import BUNDLED_NAMES
+
+DEFAULT_MODEL = BUNDLED_NAMES[0]
+#: ``p_negative`` at or above which the bot flags a message unless a guild chose otherwise; ``moodbot evaluate``
+#: reports negative precision and recall at it.
+DEFAULT_FLAG_THRESHOLD = 0.9
+#: The thresholds a guild may choose: below 0.5 a flagged message could be one the classifier calls positive.
+FLAG_THRESHOLD_RANGE = (0.5, 1.0)
+
+
+@dataclass(frozen=True)
+class ClassifierConfig:
+    """Encoder, head and cache of a :class:`~classifier.pipeline.SentimentClassifier`."""
+
+    model: str = DEFAULT_MODEL
+    head: Path | None = None  # None: the shipped head
+    cache_dir: Path = Path("var/cache")
+    cache_size_mb: int = 512
+    device: str = "auto"  # auto | cpu | cuda
+    quantize: str = "none"  # none | int8
+    max_batch_tokens: int = 8192
+    inference_url: str | None = None  # http(s)://... of `moodbot serve`: embed there; this process loads no model
+    inference_timeout_s: float = 30.0  # the longest a batch waits for that service, retries included
+
+    @property
+    def head_path(self) -> Path:
+        """The configured head, else the shipped one."""
+        from classifier.head import DEFAULT_HEAD_PATH  # numpy: the bot's settings (and `moodbot --help`) need none
+
+        return self.head or DEFAULT_HEAD_PATH
+
+
+@dataclass(frozen=True)
+class WorkerConfig:
+    """Batching limits and the optional shared cache tier of a :class:`~classifier.worker.BatchingWorker`."""
+
+    max_batch: int = 512
+    max_wait_ms: float = 5.0
+    queue_size: int = 1024
+    cache_url: str | None = None  # redis://...: Redis as the shared embedding-cache tier behind the local ones
+    cache_ttl_s: int = 30 * 24 * 3600  # set on every Redis write; 0: no expiry
+    cache_pool_size: int = 16  # Redis connections per process; callers beyond it wait for a free one
+    cache_timeout_s: float = 0.5  # connect, reply and pool wait; past it Redis counts as down

@@ -1,7 +1,0 @@
-"""Load driver for the real bot: ``python -m tests.load --messages 10000 --channels 50``.
-
-It starts a fake Discord server (:mod:`tests.load.server`) and ``moodbot run`` as subprocesses,
-injects bursts of distinct negative/positive messages across many channels, and checks that every
-message was classified once, every flag stored and posted once, memory stayed bounded and the
-bot logged no traceback. See :func:`tests.load.driver.run_load`.
-"""

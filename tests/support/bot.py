@@ -1,0 +1,69 @@
+"""Bot-side helpers: run the real bot in-process, read what it posted, and build real discord.py models.
+
+The models come from the fake server's own payloads parsed by discord.py (no client connection), so the pure
+presentation functions are tested on the objects the bot sees in production, not on hand-made stand-ins.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+import discord
+from discord.state import ConnectionState
+
+from bot.runner import BotService
+from bot.settings import Settings
+from classifier.pipeline import SentimentClassifier
+from tests.support.fake_discord import FakeDiscordServer, FakeMessage
+from tests.support.fake_discord.payloads import guild_payload
+from tests.support.helpers import WAIT, poll_until
+
+#: The e2e guild's flag threshold: below the 0.9 default so that the tests hold for any reasonable shipped head.
+THRESHOLD = 0.8
+
+
+def button_ids(message: FakeMessage) -> list[str]:
+    """The ``custom_id`` of every button on ``message``, row by row."""
+    return [c["custom_id"] for row in message.components for c in row.get("components", [])]
+
+
+async def mod_log_posts(server: FakeDiscordServer, channel_id: int, count: int) -> list[FakeMessage]:
+    """Wait until the bot has posted ``count`` messages in the mod-log channel."""
+    await server.wait_until(lambda: len(server.bot_messages_in(channel_id)) >= count, WAIT)
+    return server.bot_messages_in(channel_id)
+
+
+@asynccontextmanager
+async def running_bot(settings: Settings, classifier: SentimentClassifier) -> AsyncIterator[BotService]:
+    """Run the bot as ``moodbot run`` does until the block ends; entering waits until it is ready."""
+    service = BotService(settings, classifier, guild_ready_timeout=0.05)
+    stop = asyncio.Event()
+    task = asyncio.create_task(service.run(stop))
+
+    def ready_or_stopped() -> bool:
+        return task.done() or (service.bot is not None and service.bot.is_ready())
+
+    try:
+        await poll_until(ready_or_stopped, WAIT, "the bot to be ready")
+        if task.done():
+            task.result()
+            raise AssertionError("the bot stopped before it was ready")
+        yield service
+    finally:
+        stop.set()
+        await asyncio.wait_for(task, WAIT)
+
+
+def parsed_guild(server: FakeDiscordServer, guild_id: int) -> discord.Guild:
+    """The guild as discord.py parses the fake server's GUILD_CREATE payload: channels, roles and members included."""
+    state = ConnectionState(dispatch=lambda *args, **kwargs: None, handlers={}, hooks={}, http=None)  # type: ignore[arg-type]
+    return discord.Guild(data=guild_payload(server.guilds[guild_id], full=True), state=state)  # type: ignore[arg-type]
+
+
+def parsed_message(guild: discord.Guild, message: FakeMessage) -> discord.Message:
+    """``message`` as discord.py parses its MESSAGE_CREATE payload (author as a guild member, with roles)."""
+    channel = guild.get_channel(message.channel_id)
+    assert isinstance(channel, discord.TextChannel), channel
+    return discord.Message(state=guild._state, channel=channel, data=message.data)  # type: ignore[arg-type]

@@ -1,0 +1,53 @@
+"""Real classifiers for tests: a tiny random-init model folder, and a classifier with a seam to hold or fail batches.
+
+The tiny encoder is a random-init DistilBERT (dim 32, 2 layers) saved with ``save_pretrained`` next to the real
+uncased WordPiece vocabulary, so that ``Encoder.load(folder)`` loads it exactly as a user's local model folder.
+"""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+
+from classifier.pipeline import SentimentClassifier
+
+
+def build_tiny_model(folder: Path, seed: int) -> Path:
+    """A random-init tiny DistilBERT plus the real uncased tokenizer, saved as a local model folder."""
+    import torch
+    from transformers import AutoTokenizer, DistilBertConfig, DistilBertModel
+
+    from classifier.bundled import bundled_model_path
+
+    torch.manual_seed(seed)
+    config = DistilBertConfig(
+        dim=32, n_layers=2, n_heads=2, hidden_dim=64, vocab_size=30522, max_position_embeddings=512
+    )
+    DistilBertModel(config).save_pretrained(folder)  # safetensors
+    AutoTokenizer.from_pretrained(str(bundled_model_path())).save_pretrained(folder)
+    return folder
+
+
+class InstrumentedClassifier(SentimentClassifier):
+    """A real classifier with a seam for tests: records each model batch, can hold it at a gate, can fail it.
+
+    ``gate``: when set, ``embed`` signals ``entered`` and then waits for the gate (the model thread blocks,
+    the event loop does not). ``fail_marker``: a batch holding a text that contains it raises (fault injection,
+    as a CUDA out-of-memory error would).
+    """
+
+    def __init__(self, *args, fail_marker: str | None = None, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.batches: list[list[str]] = []
+        self.entered = threading.Event()
+        self.gate: threading.Event | None = None
+        self.fail_marker = fail_marker
+
+    def embed(self, texts):
+        self.batches.append(list(texts))
+        self.entered.set()
+        if self.gate is not None and not self.gate.wait(timeout=60):
+            raise TimeoutError("test gate never opened")
+        if self.fail_marker is not None and any(self.fail_marker in text for text in texts):
+            raise RuntimeError(f"injected fault in a batch of {len(texts)}")
+        return super().embed(texts)

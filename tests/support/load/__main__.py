@@ -1,0 +1,36 @@
+"""``python -m tests.support.load --messages 10000 --channels 50``: the full load run; prints the figures as JSON."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import tempfile
+from pathlib import Path
+
+from tests.support.load.driver import run_load
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m tests.support.load", description=__doc__)
+    parser.add_argument("--messages", type=int, default=10_000)
+    parser.add_argument("--channels", type=int, default=50)
+    parser.add_argument("--burst", type=int, default=500, help="messages injected back to back per burst")
+    parser.add_argument("--gap", type=float, default=1.0, help="seconds between bursts")
+    parser.add_argument("--max-rss-mb", type=float, default=2500.0)
+    parser.add_argument("--workdir", type=Path, help="keep logs and the database here (default: a temporary folder)")
+    args = parser.parse_args(argv)
+    with tempfile.TemporaryDirectory(prefix="moodbot-load-") as tmp:
+        workdir = args.workdir or Path(tmp)
+        result = run_load(workdir, messages=args.messages, channels=args.channels, burst=args.burst, gap_s=args.gap,
+                          max_rss_mb=args.max_rss_mb, log=lambda m: print(m, file=sys.stderr, flush=True))
+        print(json.dumps(result.figures, indent=1))
+        for failure in result.failures:
+            print(f"FAIL: {failure}", file=sys.stderr)
+        if result.failures and not args.workdir:
+            print((workdir / "bot.log").read_text(errors="replace")[-3000:], file=sys.stderr)
+    return 1 if result.failures else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,126 @@
+"""A throwaway redis-server on loopback for tests: no persistence, its own folder, stopped by PID.
+
+It can be stopped and started again on the same port mid-test (an outage, a restart that loses
+every key), or paused with SIGSTOP (a server that accepts connections but never answers).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import time
+from pathlib import Path
+
+import redis
+
+REDIS_SERVER = shutil.which("redis-server") or "/usr/bin/redis-server"
+START_TIMEOUT_S = 10.0
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 nobody listens on right now."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+class RedisServer:
+    """``redis-server --port PORT --bind 127.0.0.1 --save '' --appendonly no --dir FOLDER``."""
+
+    def __init__(self, folder: Path, port: int | None = None) -> None:
+        if not Path(REDIS_SERVER).is_file():
+            raise RuntimeError("redis-server is not installed: install the Debian package redis-server (.ci/run does)")
+        self.folder = folder
+        self.port = port or free_port()
+        self.process: subprocess.Popen[bytes] | None = None
+        self._clients: list[redis.Redis] = []
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    def start(self) -> RedisServer:
+        """Start the server and return once it answers PING."""
+        self.folder.mkdir(parents=True, exist_ok=True)
+        command = [
+            REDIS_SERVER,
+            "--port",
+            str(self.port),
+            "--bind",
+            "127.0.0.1",
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+            "--dir",
+            str(self.folder),
+            "--logfile",
+            str(self.folder / "redis.log"),
+        ]
+        self.process = subprocess.Popen(
+            command, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
+        )
+        deadline = time.monotonic() + START_TIMEOUT_S
+        while not self.ping():
+            if self.process.poll() is not None:
+                error = self.process.stderr.read().decode(errors="replace") if self.process.stderr else ""
+                raise RuntimeError(f"redis-server exited with {self.process.returncode}: {error.strip()}")
+            if time.monotonic() > deadline:
+                self.stop()
+                raise RuntimeError(f"redis-server did not answer PING on port {self.port} in {START_TIMEOUT_S:g} s")
+            time.sleep(0.01)
+        return self
+
+    def ping(self) -> bool:
+        """True when the server answers PING (a raw socket: no client library involved)."""
+        try:
+            with socket.create_connection(("127.0.0.1", self.port), timeout=0.5) as connection:
+                connection.sendall(b"PING\r\n")
+                return connection.recv(16).startswith(b"+PONG")
+        except OSError:
+            return False
+
+    def client(self) -> redis.Redis:
+        """A plain synchronous client, for looking at what the code under test stored (closed on exit)."""
+        self._clients.append(redis.Redis.from_url(self.url))
+        return self._clients[-1]
+
+    def stop(self) -> None:
+        """Stop the server by its PID (SIGTERM, then SIGKILL) and wait until the port is closed."""
+        process, self.process = self.process, None
+        if process is None:
+            return
+        process.send_signal(signal.SIGCONT)  # in case it is paused
+        process.terminate()
+        try:
+            process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+        if process.stderr:
+            process.stderr.close()
+
+    def restart(self) -> RedisServer:
+        """Stop and start again on the same port: every key is gone (no persistence)."""
+        self.stop()
+        return self.start()
+
+    def pause(self) -> None:
+        """SIGSTOP: connections are still accepted by the kernel, but nothing answers."""
+        assert self.process is not None
+        os.kill(self.process.pid, signal.SIGSTOP)
+
+    def resume(self) -> None:
+        assert self.process is not None
+        os.kill(self.process.pid, signal.SIGCONT)
+
+    def __enter__(self) -> RedisServer:
+        return self.start()
+
+    def __exit__(self, *exc_info: object) -> None:
+        for client in self._clients:
+            client.close()
+        self.stop()
