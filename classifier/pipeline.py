@@ -12,7 +12,7 @@ from cache import EmbeddingCache
 from classifier.config import ClassifierConfig
 from classifier.features import CachedEncoder
 from classifier.head import LogisticHead
-from classifier.identity import EncoderLike, local_identity, numeric_mode, resolve_model
+from classifier.identity import EncoderLike, local_identity, resolve_model
 from classifier.lazy import LazyEncoder
 from classifier.prediction import Prediction, predictions
 
@@ -74,18 +74,17 @@ class SentimentClassifier(CachedEncoder):
 def _local_encoder(config: ClassifierConfig, head: LogisticHead) -> EncoderLike:
     """The configured model with the head's pooling: lazily loaded for the bundled model and local folders."""
     pooling = head.encoder.pooling
-    source = resolve_model(config.model)
+    source = resolve_model(config.model, config.models_dir)
 
     def load_encoder() -> Encoder:  # torch and transformers are imported only here
         from classifier.encoder import Encoder
 
         return Encoder.load(
             config.model, pooling=pooling, device=config.device, quantize=config.quantize,
-            max_batch_tokens=config.max_batch_tokens, source=source,
+            precision=config.precision, max_batch_tokens=config.max_batch_tokens, source=source,
         )
 
     if source.is_local:
         identity, hidden_size = local_identity(source, pooling)
-        mode = numeric_mode(config.device, config.quantize)
-        return LazyEncoder(identity, pooling.output_dim(hidden_size), mode, load_encoder)
+        return LazyEncoder(identity, pooling.output_dim(hidden_size), config.numeric_mode, load_encoder)
     return load_encoder()

@@ -41,7 +41,7 @@ def other_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def tiny_encoder(tiny_model_dir: Path):
     from classifier.encoder import Encoder
 
-    return Encoder.load(str(tiny_model_dir), device="cpu")
+    return Encoder.load(str(tiny_model_dir), device="cpu", precision="fp32")  # exact: tests compare its vectors
 
 
 @pytest.fixture(scope="session")
@@ -49,7 +49,7 @@ def other_encoder(other_model_dir: Path):
     from classifier.encoder import Encoder
     from classifier.pooling import Pooling
 
-    return Encoder.load(str(other_model_dir), pooling=Pooling.parse("mean@-1"), device="cpu")
+    return Encoder.load(str(other_model_dir), pooling=Pooling.parse("mean@-1"), device="cpu", precision="fp32")
 
 
 @pytest.fixture(scope="session")

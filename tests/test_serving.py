@@ -74,9 +74,9 @@ def test_served_vectors_and_predictions_equal_in_process(served: InferenceServer
     vectors = decode_vectors([result["vector"] for result in body["results"]], local.encoder.dim)
     expected = local.embed(TEXTS)
     np.testing.assert_allclose(vectors, expected, rtol=1e-4, atol=1e-5)
-    probabilities = [result["p_positive"] for result in body["results"]]
+    probabilities = [[result[f"p_{name}"] for name in CLASSES] for result in body["results"]]
     np.testing.assert_allclose(probabilities, local.head.predict_proba(expected), atol=1e-5)
-    assert [result["label"] for result in body["results"]] == [CLASSES[int(p >= 0.5)] for p in probabilities]
+    assert [result["label"] for result in body["results"]] == [CLASSES[int(np.argmax(p))] for p in probabilities]
 
 
 def test_a_remote_classifier_matches_the_in_process_one(

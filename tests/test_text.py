@@ -57,3 +57,26 @@ def test_odd_input_is_kept_as_text(text: str) -> None:
     assert prepared and prepared == " ".join(prepared.split())
     prepared.encode("utf-8")
     assert prepare_text(prepared) == prepared  # idempotent: cache keys are stable
+
+
+JUNK = {
+    "see you tomorrow": ["  \t see you tomorrow \n ", "see\x00you\x00tomorrow", "see you tomorrow\x00",
+                         b"see you tomorrow \xff\xfe".decode("utf-8", "replace"), "see you \udcff tomorrow"],
+    "where is the link": ["\n\n   where   is the link   ", "\x00where is the link\x00\x00",
+                          b"where is \xed\xa0\x80 the link".decode("utf-8", "replace"), "where\x0bis\x0cthe link"],
+}
+
+
+@pytest.mark.parametrize("clean", list(JUNK))
+def test_junk_around_a_message_classifies_like_the_clean_message(shipped_classifier, clean: str) -> None:
+    """White space around a few words, NUL bytes, invalid UTF-8 (as stdin decodes it) and lone surrogates (as
+    argv decodes it) are cleaned away or ignored by the tokenizer: the same probabilities as the clean text."""
+    [expected] = shipped_classifier.classify([prepare_text(clean)])
+    for junk in JUNK[clean]:
+        prepared = prepare_text(junk)
+        assert prepared.replace("\ufffd", "").split() == clean.split(), junk
+        [got] = shipped_classifier.classify([prepared])
+        assert got.label == expected.label, junk
+        assert [got.p_negative, got.p_neutral, got.p_positive] == pytest.approx(
+            [expected.p_negative, expected.p_neutral, expected.p_positive], abs=1e-6
+        ), junk

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import datetime as dt
 import logging
 import os
@@ -70,13 +71,16 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
     train_arg, dev_arg = DataArgument.parse(args.data), DataArgument.parse(args.dev)
     extra_args = [DataArgument.parse(spec, weighted=True) for spec in args.extra]
     config = settings.classifier_config()
+    if args.model:  # the head shipped for (or configured with) the encoder being trained: its feature, its dev figure
+        config = dataclasses.replace(config, model=args.model)
     shipped = LogisticHead.load(config.head_path) if config.head_path.is_file() else None
     if args.pooling:
         pooling = Pooling.parse(args.pooling)
     else:
         pooling = shipped.encoder.pooling if shipped else Pooling()
-    encoder = Encoder.load(args.model or config.model, pooling=pooling, device=config.device,
-                           max_batch_tokens=config.max_batch_tokens)
+    encoder = Encoder.load(config.model, pooling=pooling, device=config.device,
+                           precision=config.precision, max_batch_tokens=config.max_batch_tokens,
+                           models_dir=config.models_dir)
     features = CachedEncoder.open(encoder, str(config.cache_dir), config.cache_size_mb)
     try:
         sets, sources = [], []
@@ -131,7 +135,7 @@ def _feedback_set(settings: Settings, encoder: Encoder, guild: int | None) -> Fe
     from classifier.training import FeatureSet
 
     # Same model, weights and pooling in any numeric mode: the bot may run int8 (MOODBOT_QUANTIZE) or fp16 (GPU)
-    # while this command embeds in fp32; those vectors differ only by rounding and are the same features.
+    # while this command embeds unquantized on CPU; those vectors differ only by rounding and are the same features.
     with Store.open_sync(settings.database) as store:
         found = [store.feedback_examples(encoder.identity.cache_namespace(mode), guild) for mode in MODES]
     found = [(v, y) for v, y in found if len(y)]

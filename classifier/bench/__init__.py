@@ -9,6 +9,9 @@ the data file) and the same model object and head:
   temporary directory), with per-message latency measured from the call to its result;
 - **cached**: the same burst again, every text a memory-tier hit; then once more through a new cache
   object on the same directory (memory tier cold, as after a restart), every text a disk-tier hit;
+- **fp32**: when the encoder runs a faster numeric mode (bf16 on a CPU with native bf16), the model burst once
+  more with the same model in fp32, its baseline; ``peak_gflops`` is a matrix product in the fast mode's dtype
+  on the same thread layout (one product per CPU lane), the ceiling the model path's ``gflops`` is read against;
 - **serve** (with an inference URL): the model burst once more with ``moodbot serve`` as the worker's encoder.
 
 During each burst a ticker task measures how late the event loop wakes it (``loop_lag_max_ms``):
@@ -31,9 +34,9 @@ from pathlib import Path
 from typing import Any
 
 from classifier.bench.measurements import measure
-from classifier.bench.probes import peak_rss_mb, seconds_since_process_start
+from classifier.bench.probes import MODE_DTYPES, matmul_peak_gflops, peak_rss_mb, seconds_since_process_start
 from classifier.bench.report import format_table, header
-from classifier.bench.subject import bench_texts, load_subject
+from classifier.bench.subject import bench_texts, fp32_twin, load_subject
 from classifier.config import ClassifierConfig, WorkerConfig
 
 __all__ = ["BenchOptions", "format_table", "run_bench"]
@@ -64,8 +67,15 @@ def run_bench(options: BenchOptions, config: ClassifierConfig, worker: WorkerCon
         subject = load_subject(model_name, config, cache_dir)
         subject.classifier.warm_up()  # the model loads lazily: "ready" means loaded and run once
         startup_s = seconds_since_process_start()
+        fp32 = fp32_twin(subject, model_name, config)
         try:
-            result = measure(subject, texts, worker, cache_dir, config.cache_size_mb, int8=options.int8)
+            encoder = subject.encoder
+            result = {
+                "peak_gflops": round(matmul_peak_gflops(encoder, MODE_DTYPES[encoder.mode]), 1),
+                "fp32_peak_gflops": round(matmul_peak_gflops(encoder, MODE_DTYPES["fp32"]), 1),
+            }
+            result |= measure(subject, texts, worker, cache_dir, config.cache_size_mb, int8=options.int8, fp32=fp32)
+            result["model_vs_peak"] = round(result["gflops"] / result["peak_gflops"], 3)
             if options.inference_url:
                 from classifier.bench.serving import serve_figures
 

@@ -1,4 +1,5 @@
-"""The measurements: the naive one-at-a-time path, worker bursts (model, memory tier, disk tier), FLOPs, int8."""
+"""The measurements: the naive one-at-a-time path, worker bursts (model, memory tier, disk tier), FLOPs, and the
+worker burst again in fp32 (the fast mode's baseline) and int8."""
 
 from __future__ import annotations
 
@@ -45,7 +46,7 @@ def linear_macs_per_token(model: torch.nn.Module) -> int:
 def model_flops(encoder: Encoder, token_counts: Sequence[int]) -> float:
     """FLOPs to encode texts of these token lengths: 2 x Linear MACs per token plus attention (QK^T and AV)."""
     config = encoder.model.config
-    layers = int(getattr(config, "num_hidden_layers", 0) or getattr(config, "n_layers", 0))
+    layers = encoder.depth  # the layers it runs: a model truncated to the pooled hidden states runs fewer
     hidden = int(getattr(config, "hidden_size", 0) or getattr(config, "dim", 0))
     per_token = 2 * linear_macs_per_token(encoder.model)
     lengths = np.asarray(token_counts, dtype=np.float64)
@@ -121,16 +122,12 @@ def naive_pass(
 
     Returns (seconds, p_positive) per message.
     """
-    tokenizer, model, pooling = encoder.tokenizer, encoder.model, encoder.pooling
     seconds, probabilities = [], []
     with torch.inference_mode():
         for text in tqdm(texts, desc=desc, unit="msg", leave=False, disable=None):
             started = time.perf_counter()
-            encoded = tokenizer(text, return_tensors="pt", truncation=True, max_length=encoder.max_length)
-            outputs = model(input_ids=encoded["input_ids"], attention_mask=encoded["attention_mask"],
-                            output_hidden_states=pooling.needs_all_layers)
-            hidden = outputs.hidden_states if pooling.needs_all_layers else (outputs.last_hidden_state,)
-            vector = pooling(hidden, encoded["attention_mask"]).numpy()
+            encoded = encoder.tokenizer(text, return_tensors="pt", truncation=True, max_length=encoder.max_length)
+            vector = encoder.features(encoded["input_ids"], encoded["attention_mask"]).numpy()
             probability = float(head.predict_proba(vector)[0, POSITIVE])
             seconds.append(time.perf_counter() - started)
             probabilities.append(probability)
@@ -138,8 +135,9 @@ def naive_pass(
 
 
 def measure(subject: BenchSubject, texts: list[str], config: WorkerConfig, cache_dir: Path, cache_size_mb: int,
-            int8: bool = False) -> dict[str, Any]:
-    """Naive vs worker vs cache hits (and the int8 worker with ``int8``), as the bench's JSON figures."""
+            int8: bool = False, fp32: Encoder | None = None) -> dict[str, Any]:
+    """Naive vs worker vs cache hits, the worker in fp32 (``fp32``: the subject's encoder in fp32 when it runs a
+    faster mode) and with ``int8`` in int8, as the bench's JSON figures."""
     classifier = subject.classifier
     encoder, head = subject.encoder, classifier.head
     token_counts = [len(ids) for ids in encoder.token_lengths(texts)]
@@ -212,28 +210,52 @@ def measure(subject: BenchSubject, texts: list[str], config: WorkerConfig, cache
         "tokens": int(sum(token_counts)),
         "mean_tokens": round(float(statistics.fmean(token_counts)), 1),
     }
-    if int8 and not encoder.quantized and encoder.device.type == "cpu":
+    fp32_burst = model_burst
+    if fp32 is not None:
+        fp32_cache_dir = Path(cache_dir).with_name("cache-fp32")
+        fp32_burst = _other_mode_burst(fp32, head, texts, config, fp32_cache_dir, cache_size_mb)
+    fast_p, fp32_p = np.asarray(model_burst.probabilities), np.asarray(fp32_burst.probabilities)
+    result |= {
+        "fp32_msgs_per_s": round(fp32_burst.msgs_per_s, 1),
+        "fast_vs_fp32": round(model_burst.msgs_per_s / fp32_burst.msgs_per_s, 2),
+        "fp32_gflops": round(flops / fp32_burst.seconds / 1e9, 2),
+        "fp32_p50_ms": round(percentile_ms(fp32_burst.latencies, 50), 1),
+        "fp32_p99_ms": round(percentile_ms(fp32_burst.latencies, 99), 1),
+        "fast_vs_fp32_max_prob_diff": round(float(np.max(np.abs(fast_p - fp32_p))), 6),
+        "fast_vs_fp32_label_agreement": round(float(np.mean((fast_p >= 0.5) == (fp32_p >= 0.5))), 4),
+    }
+    fp32_encoder = fp32 or encoder
+    if int8 and fp32_encoder.mode == "fp32" and fp32_encoder.device.type == "cpu":
         int8_cache_dir = Path(cache_dir).with_name("cache-int8")
-        result |= _int8_figures(subject, texts, config, flops, int8_cache_dir, cache_size_mb, naive_msgs, naive_p)
+        result |= _int8_figures(fp32_encoder, head, texts, config, flops, int8_cache_dir, cache_size_mb, naive_msgs,
+                                naive_p)
     return result
 
 
-def _int8_figures(subject: BenchSubject, texts: list[str], config: WorkerConfig, flops: float, cache_dir: Path,
-                  cache_size_mb: int, naive_msgs: float, naive_p: list[float]) -> dict[str, Any]:
-    """The worker burst once more with int8 dynamic quantization (CPU, fp32 runs only).
+def _other_mode_burst(encoder: Encoder, head: LogisticHead, texts: list[str], config: WorkerConfig, cache_dir: Path,
+                      cache_size_mb: int) -> BurstResult:
+    """The worker's model burst with ``encoder`` (the subject's in another numeric mode) on an empty cache.
+
+    The head's fingerprint check does not see the numeric mode: the other mode's vectors feed the same head.
+    """
+    cache = EmbeddingCache(cache_dir, encoder.cache_namespace, cache_size_mb, dim=encoder.dim)
+    try:
+        encoder.embed(texts[: min(len(texts), 64)])  # warm-up
+        return asyncio.run(worker_bursts(SentimentClassifier(encoder, head, cache), texts, config, ("model",)))["model"]
+    finally:
+        cache.close()
+
+
+def _int8_figures(fp32: Encoder, head: LogisticHead, texts: list[str], config: WorkerConfig, flops: float,
+                  cache_dir: Path, cache_size_mb: int, naive_msgs: float, naive_p: list[float]) -> dict[str, Any]:
+    """The worker burst once more with int8 dynamic quantization of the fp32 model (CPU only).
 
     Opt-in (``moodbot bench --int8``): README "Performance" says what int8 costs in accuracy.
     """
-    int8 = subject.encoder.int8_copy()
-    head = subject.classifier.head
-    cache = EmbeddingCache(cache_dir, int8.cache_namespace, cache_size_mb, dim=int8.dim)
+    int8 = fp32.int8_copy()
     try:
-        int8.embed(texts[: min(len(texts), 64)])  # warm-up
-        # the head's fingerprint check does not see the numeric mode: int8 vectors feed the same head
-        classifier = SentimentClassifier(int8, head, cache)
-        burst = asyncio.run(worker_bursts(classifier, texts, config, ("model",)))["model"]
+        burst = _other_mode_burst(int8, head, texts, config, cache_dir, cache_size_mb)
     finally:
-        cache.close()
         del int8
     naive, int8_p = np.asarray(naive_p), np.asarray(burst.probabilities)
     return {

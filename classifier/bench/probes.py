@@ -1,4 +1,5 @@
-"""Probes of the process and its surroundings: event-loop lag, peak memory, start-up time, the device, the hub."""
+"""Probes of the process and its surroundings: event-loop lag, peak memory, start-up time, the device, the hub,
+and the matrix-product ceiling the model path is measured against."""
 
 from __future__ import annotations
 
@@ -9,12 +10,19 @@ import socket
 import sys
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 from urllib.parse import urlparse
 
 import psutil
 import torch
 
+if TYPE_CHECKING:
+    from classifier.encoder import Encoder
+
 TICK_S = 0.001
+PEAK_SIZE = 2048  # square matrices: large enough that a product runs at the kernel's full speed
+#: The dtype of the matrix products in each numeric mode (int8 runs fp32 activations between its int8 products).
+MODE_DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16, "int8": torch.float32}
 
 
 class LoopLagProbe:
@@ -79,3 +87,33 @@ def hub_reachable(timeout: float = 3.0) -> bool:
             return True
     except OSError:
         return False
+
+
+def matmul_peak_gflops(encoder: Encoder, dtype: torch.dtype, seconds: float = 1.0) -> float:
+    """GFLOP/s of square ``dtype`` matrix products laid out as the encoder runs its model: one single-threaded
+    product per CPU lane at once (or one product on its device with its threads), for about ``seconds``."""
+    a = torch.randn(PEAK_SIZE, PEAK_SIZE).to(dtype=dtype, device=encoder.device)
+    b = torch.randn(PEAK_SIZE, PEAK_SIZE).to(dtype=dtype, device=encoder.device)
+    flops = 2 * PEAK_SIZE**3
+
+    def products() -> tuple[int, float]:
+        with torch.inference_mode():
+            torch.mm(a, b)  # kernel selection and packing buffers outside the timing
+            if encoder.device.type == "cuda":
+                torch.cuda.synchronize(encoder.device)
+            count, started = 0, time.perf_counter()
+            while time.perf_counter() - started < seconds:
+                torch.mm(a, b)
+                if encoder.device.type == "cuda":
+                    torch.cuda.synchronize(encoder.device)
+                count += 1
+            return count, time.perf_counter() - started
+
+    from classifier.encoder import available_cpus
+
+    lanes = encoder.cpu_lanes()
+    if lanes is None:
+        count, elapsed = products()
+        return count * flops / elapsed / 1e9
+    runs = [future.result() for future in [lanes.submit(products) for _ in range(available_cpus())]]
+    return sum(count for count, _ in runs) * flops / max(elapsed for _, elapsed in runs) / 1e9

@@ -16,6 +16,7 @@ def header(subject: BenchSubject, model_name: str, messages: int, data: str) -> 
     result: dict[str, Any] = {
         "model": model_name,
         "encoder": encoder.describe(),
+        "mode": encoder.mode,
         "random_init": subject.random_init,
         "head": subject.head_note,
         "device": device_name(encoder.device),
@@ -58,6 +59,19 @@ def format_table(r: dict[str, Any]) -> str:
         row("model batches", str(r["worker_batches"]), str(r["messages"])),
         row("max |p diff| vs naive", f"{r['max_prob_diff']:.2e}", ""),
         row("event-loop lag max / p99, ms", f"{r['loop_lag_max_ms']:.1f} / {r['loop_lag_p99_ms']:.1f}", "(blocks)"),
+    ]
+    lines += [
+        "",
+        row("", f"ours, {r['mode']}", "ours, fp32"),
+        row("throughput, msgs/s", f"{r['worker_msgs_per_s']:.1f}", f"{r['fp32_msgs_per_s']:.1f}"),
+        row(f"{r['mode']} vs fp32", f"{r['fast_vs_fp32']:.2f}x", "1.00x"),
+        row(f"latency p50 / p99 in a {r['messages']}-burst, ms", f"{r['p50_ms']:.1f} / {r['p99_ms']:.1f}",
+            f"{r['fp32_p50_ms']:.1f} / {r['fp32_p99_ms']:.1f}"),
+        row("achieved model GFLOP/s", f"{r['gflops']:.1f}", f"{r['fp32_gflops']:.1f}"),
+        row("matrix-product peak GFLOP/s", f"{r['peak_gflops']:.1f}", f"{r['fp32_peak_gflops']:.1f}"),
+        row("model path / peak", f"{r['model_vs_peak']:.0%}", f"{r['fp32_gflops'] / r['fp32_peak_gflops']:.0%}"),
+        row("max |p diff|, label agreement", f"{r['fast_vs_fp32_max_prob_diff']:.2e}",
+            f"{r['fast_vs_fp32_label_agreement']:.4f}"),
     ]
     if "int8_worker_msgs_per_s" in r:
         lines += [

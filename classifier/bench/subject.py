@@ -14,7 +14,7 @@ import torch
 
 from cache import EmbeddingCache
 from classifier.bench.probes import hub_reachable
-from classifier.bundled import BUNDLED_NAMES, bundled_model_path
+from classifier.bundled import bundled_encoder, minilm_model_path
 from classifier.config import ClassifierConfig
 from classifier.data import load_tsv
 from classifier.encoder import Encoder, pick_device
@@ -117,13 +117,34 @@ def _random_init_encoder(name: str, pooling: Pooling, config: ClassifierConfig) 
 
     torch.manual_seed(RANDOM_SEED)
     model = RANDOM_INIT_ARCHITECTURES[name]()
-    tokenizer = AutoTokenizer.from_pretrained(str(bundled_model_path()))  # the same uncased vocab.txt
+    tokenizer = AutoTokenizer.from_pretrained(str(minilm_model_path()))  # the same uncased vocab.txt
     max_length = int(min(getattr(model.config, "max_position_embeddings", 512), 512))
     identity = EncoderIdentity(name, f"random-init:seed={RANDOM_SEED}", pooling, max_length)
     return Encoder.from_model(
-        model, tokenizer, identity, device=pick_device(config.device), quantize=config.quantize,
+        model, tokenizer, identity, device=pick_device(config.device), mode=config.numeric_mode,
         max_batch_tokens=config.max_batch_tokens,
     )
+
+
+def _load_encoder(model_name: str, pooling: Pooling, config: ClassifierConfig) -> Encoder:
+    """``model_name`` as ``config`` loads it; a hub name from the local hub cache only when the hub is unreachable."""
+    on_disk = bundled_encoder(model_name) is not None or Path(model_name).expanduser().is_dir()
+    with contextlib.nullcontext() if on_disk or hub_reachable() else _offline_hub():
+        return Encoder.load(model_name, pooling=pooling, device=config.device, quantize=config.quantize,
+                            precision=config.precision, max_batch_tokens=config.max_batch_tokens,
+                            models_dir=config.models_dir)
+
+
+def fp32_twin(subject: BenchSubject, model_name: str, config: ClassifierConfig) -> Encoder | None:
+    """The subject's encoder once more in fp32 on CPU (the baseline of its fast mode); ``None`` when it is fp32
+    already or runs on CUDA (where the encoder always runs fp16)."""
+    encoder = subject.encoder
+    if encoder.mode == "fp32" or encoder.device.type != "cpu":
+        return None
+    fp32_config = dataclasses.replace(config, device="cpu", quantize="none", precision="fp32")
+    if subject.random_init:
+        return _random_init_encoder(model_name, encoder.pooling, fp32_config)
+    return _load_encoder(model_name, encoder.pooling, fp32_config)
 
 
 def load_subject(model_name: str, config: ClassifierConfig, cache_dir: Path) -> BenchSubject:
@@ -141,11 +162,7 @@ def load_subject(model_name: str, config: ClassifierConfig, cache_dir: Path) -> 
     pooling = head.encoder.pooling if head is not None else Pooling()
     random_init = False
     try:
-        on_disk = model_name in BUNDLED_NAMES or Path(model_name).expanduser().is_dir()
-        loader = contextlib.nullcontext() if on_disk or hub_reachable() else _offline_hub()
-        with loader:
-            encoder = Encoder.load(model_name, pooling=pooling, device=config.device, quantize=config.quantize,
-                                   max_batch_tokens=config.max_batch_tokens)
+        encoder = _load_encoder(model_name, pooling, config)
     except EncoderError as error:
         if model_name not in RANDOM_INIT_ARCHITECTURES:
             raise

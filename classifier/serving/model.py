@@ -32,7 +32,8 @@ class ServedModel:
 
         head = LogisticHead.load(config.head_path)
         encoder = Encoder.load(config.model, pooling=head.encoder.pooling, device=config.device,
-                               quantize=config.quantize, max_batch_tokens=config.max_batch_tokens)
+                               quantize=config.quantize, precision=config.precision,
+                               max_batch_tokens=config.max_batch_tokens, models_dir=config.models_dir)
         head_id = f"{config.head_path.name} {head.to_dict()['checksum']}"
         return cls(encoder, head, ServiceInfo(encoder.identity, encoder.dim, encoder.mode, head_id,
                                               batching.max_batch, batching.max_wait_ms))

@@ -1,11 +1,16 @@
-"""``bot.chart``: the rolling mean drawn over the /mood scatter plot."""
+"""``bot.chart``: the /mood scatter plot (one dot per message, grey for neutral) and its rolling mean."""
 
 from __future__ import annotations
 
+import datetime as dt
+
 import numpy as np
 import pytest
+from matplotlib.colors import to_rgb
 
-from bot.chart import rolling_mean
+from bot.chart import mood_chart, mood_figure, rolling_mean
+
+START = dt.datetime(2024, 1, 2, 3, 4, 5, tzinfo=dt.UTC)
 
 
 def test_rolling_mean_is_trailing_and_shorter_at_the_start() -> None:
@@ -31,3 +36,19 @@ def test_rolling_mean_keeps_the_length_of_long_series() -> None:
     assert result.shape == (1000,)
     assert result[-1] == pytest.approx(values[-100:].mean())
 
+
+def test_mood_chart_draws_one_dot_per_message_coloured_by_label() -> None:
+    """Neutral messages are grey dots at their mood (near 0), positive green, negative red."""
+    times = [START + dt.timedelta(minutes=i) for i in range(6)]
+    scores = [0.9, 0.02, -0.05, -0.8, 0.0, 0.7]
+    labels = ["positive", "neutral", "neutral", "negative", "neutral", "positive"]
+    figure = mood_figure(times, scores, labels, "Mood in #general")
+    [axes] = figure.axes
+    dots = {c.get_label(): c for c in axes.collections}
+    assert set(dots) == {"positive message", "neutral message", "negative message"}
+    grey = dots["neutral message"]
+    assert np.allclose(grey.get_facecolor()[0][:3], to_rgb("tab:gray"))
+    assert grey.get_offsets()[:, 1].tolist() == [0.02, -0.05, 0.0]  # the neutral messages' moods
+    assert dots["negative message"].get_offsets()[:, 1].tolist() == [-0.8]
+    assert axes.get_ylim() == (-1.04, 1.04)
+    assert mood_chart(times, scores, labels, "Mood in #general").startswith(b"\x89PNG\r\n\x1a\n")

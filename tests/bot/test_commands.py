@@ -2,15 +2,61 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
 import pytest
 
+from bot.cogs.live import UNSURE_BELOW
 from bot.store import FlagStatus
+from classifier.data import load_tsv
+from classifier.labels import NEGATIVE, POSITIVE
+from classifier.pipeline import SentimentClassifier
+from classifier.text import prepare_text
+from classifier.training import FeatureSet, TrainingOptions, train_head
 from tests.support.bot import THRESHOLD, mod_log_posts
-from tests.support.helpers import NEGATIVE_MESSAGE, POSITIVE_MESSAGE, WAIT, pings_nobody
+from tests.support.helpers import (
+    NEGATIVE_MESSAGE,
+    NEGATIVE_TEXTS,
+    POSITIVE_MESSAGE,
+    POSITIVE_TEXTS,
+    REPO_ROOT,
+    WAIT,
+    pings_nobody,
+)
 
 pytestmark = pytest.mark.timeout(90)
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+CHAT = REPO_ROOT / "evaldata" / "chat"
+#: In the neutral chat set the three-way test head is trained on: that head calls it neutral.
+NEUTRAL_MESSAGE = "the meeting notes are in the drive"
+
+
+@pytest.fixture(scope="module")
+def three_way_classifier(
+    shipped_classifier: SentimentClassifier, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[SentimentClassifier]:
+    """The bundled encoder with a small three-way head trained here on its real features (the shipped head may
+    still be a binary one): the sample texts as a binary set, the repo's chat sets as a three-way set."""
+    from cache import EmbeddingCache
+
+    encoder = shipped_classifier.encoder
+    chats = [load_tsv(CHAT / f"{name}.tsv", three_way=True) for name in ("neutral_chat", "negative_chat")]
+    polar = np.array([POSITIVE] * len(POSITIVE_TEXTS) + [NEGATIVE] * len(NEGATIVE_TEXTS))
+    sets = [
+        FeatureSet("samples", encoder.embed(POSITIVE_TEXTS + NEGATIVE_TEXTS), polar),
+        FeatureSet("chat", encoder.embed([prepare_text(t) for chat in chats for t in chat.texts]),
+                   np.concatenate([chat.labels for chat in chats]), three_way=True),
+    ]
+    head = train_head(encoder.identity, sets, None, TrainingOptions(c_grid=(0.01, 0.1), folds=3)).head
+    cache_dir: Path = tmp_path_factory.mktemp("three-way-cache")
+    classifier = SentimentClassifier(encoder, head, EmbeddingCache(cache_dir, encoder.cache_namespace, dim=encoder.dim))
+    [neutral] = classifier.classify([NEUTRAL_MESSAGE])
+    assert neutral.label == "neutral" and neutral.confidence >= UNSURE_BELOW, neutral  # the premise of the tests
+    yield classifier
+    classifier.close()
 
 
 async def test_sentiment_answers_privately_with_a_bar(fake_discord, seeded_guild, start_bot) -> None:
@@ -41,6 +87,7 @@ async def test_sentiment_answers_privately_with_a_bar(fake_discord, seeded_guild
         bad = await negative.response(WAIT)
     assert answer.type == 4 and answer.ephemeral
     assert answer.content.startswith("**Positive**") and "█" in answer.content and "% confidence" in answer.content
+    assert all(f" {name} " in answer.content for name in ("negative", "neutral", "positive"))  # one bar per class
     assert "cached" in repeated.content  # the second time the vector comes from the cache
     assert bad.content.startswith("**Negative**")
     assert fake_discord.bot_messages_in(seeded_guild.general_id) == []  # nothing public
@@ -117,7 +164,7 @@ async def test_mood_reads_history_and_posts_a_chart(fake_discord, seeded_guild, 
     assert embed["title"] == "Mood of #random" and embed["image"]["url"] == "attachment://mood.png"
     assert "**8** messages" in embed["description"] and "2 skipped" in embed["description"]
     fields = {f["name"]: f["value"] for f in embed["fields"]}
-    assert fields["Positive"] == "50%" and fields["Negative"] == "50%"
+    assert fields["Positive"] == "50%" and fields["Negative"] == "50%" and "Neutral" in fields
     assert fields["Trend"].startswith("worsening")
     assert fields["Most negative"].count("[jump](") == 3
     assert pings_nobody(summary), summary.data
@@ -302,3 +349,45 @@ async def test_nothing_the_bot_posts_can_ping(fake_discord, seeded_guild, config
         for sent in fake_discord.bot_messages_in(channel_id):
             assert pings_nobody(sent), sent.data
     assert open_store().flags(seeded_guild.guild_id, FlagStatus.OPEN)[1] == 1
+
+
+async def test_neutral_everywhere_with_a_three_way_head(
+    fake_discord, seeded_guild, configure, open_store, start_bot, three_way_classifier
+) -> None:
+    """Live mode reacts 😐 to a neutral message and does not flag it; /sentiment and the context menu say Neutral;
+    /mood lists three shares, neutral included."""
+    configure(modlog_channel_id=seeded_guild.mod_log_id, flag_threshold=THRESHOLD)
+    with open_store() as store:
+        store.set_channel(seeded_guild.guild_id, seeded_guild.general_id, "live", True)
+    async with start_bot(model=three_way_classifier):
+        calm = await fake_discord.send_message(seeded_guild.general_id, seeded_guild.member_id, NEUTRAL_MESSAGE)
+        angry = await fake_discord.send_message(seeded_guild.general_id, seeded_guild.member_id, NEGATIVE_MESSAGE)
+        await fake_discord.wait_until(lambda: calm.reactions and angry.reactions, WAIT)
+        await mod_log_posts(fake_discord, seeded_guild.mod_log_id, 1)
+        checked = await fake_discord.send_slash_command(
+            seeded_guild.guild_id, seeded_guild.general_id, seeded_guild.member_id, "sentiment",
+            {"text": NEUTRAL_MESSAGE},
+        )
+        verdict = await checked.response(WAIT)
+        menu = await fake_discord.send_message_command(
+            seeded_guild.guild_id, seeded_guild.general_id, seeded_guild.member_id, "Check sentiment", calm.id
+        )
+        menu_verdict = await menu.response(WAIT)
+        mood = await fake_discord.send_slash_command(
+            seeded_guild.guild_id, seeded_guild.general_id, seeded_guild.member_id, "mood"
+        )
+        await mood.response(WAIT)
+        summary = await mood.followup(0, WAIT)
+    assert [r["emoji"]["name"] for r in calm.reactions] == ["😐"]
+    assert [r["emoji"]["name"] for r in angry.reactions] == ["😠"]
+    [flag] = open_store().flags(seeded_guild.guild_id)[0]
+    assert flag.message_id == angry.id  # the neutral message was not flagged
+    lines = verdict.content.splitlines()
+    assert verdict.ephemeral and lines[0].startswith("**Neutral** · ") and len(lines) == 4
+    assert [line.split()[1] for line in lines[1:]] == ["negative", "neutral", "positive"]
+    assert menu_verdict.content.startswith("**Neutral** · ")
+    fields = {f["name"]: f["value"] for f in summary.embeds[0]["fields"]}
+    shares = ["Positive", "Neutral", "Negative"]
+    assert [name for name in fields if name in shares] == shares
+    assert fields["Neutral"] == "50%" and fields["Negative"] == "50%" and fields["Positive"] == "0%"
+    assert pings_nobody(summary) and pings_nobody(verdict.data)

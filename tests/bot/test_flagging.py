@@ -9,7 +9,8 @@ import sqlite3
 import numpy as np
 import pytest
 
-from bot.store import FlagStatus, ReviewAction
+from bot.store import LABEL_NEUTRAL, FlagStatus, ReviewAction
+from classifier.labels import NEGATIVE, NEUTRAL
 from classifier.text import prepare_text
 from tests.support.bot import THRESHOLD, button_ids, mod_log_posts
 from tests.support.helpers import NEGATIVE_MESSAGE, POSITIVE_MESSAGE, TOKEN, WAIT, pings_nobody, poll_until
@@ -42,10 +43,8 @@ async def test_negative_message_is_flagged_and_posted(
     assert NEGATIVE_MESSAGE in embed["description"] and f"Flag #{flag.id}" in embed["footer"]["text"]
     fields = {f["name"]: f["value"] for f in embed["fields"]}
     assert str(seeded_guild.member_id) in fields["Author"] and str(seeded_guild.general_id) in fields["Channel"]
-    assert (
-        f"/{seeded_guild.guild_id}/{seeded_guild.general_id}/{bad.id}" in fields["Message"]
-        and "negative" in fields["Score"]
-    )
+    assert f"/{seeded_guild.guild_id}/{seeded_guild.general_id}/{bad.id}" in fields["Message"]
+    assert fields["Score"] == f"Negative (p_negative {flag.p_negative:.2f})"  # the label and p_negative
     assert button_ids(post) == [f"moodbot:flag:{a}:{flag.id}" for a in ("dismiss", "confirm", "delete")]
     assert pings_nobody(post), post.data
     assert len(store.flags(seeded_guild.guild_id)[0]) == 1  # the positive message was not flagged
@@ -179,7 +178,9 @@ async def test_two_clicks_on_one_card_at_the_same_moment_record_one_review(
     assert fake_discord.message(post.id).embeds[0]["title"].endswith(review.new_status.value)
 
 
-async def test_delete_button_deletes_the_message(fake_discord, seeded_guild, configure, open_store, start_bot) -> None:
+async def test_delete_button_deletes_the_message(
+    fake_discord, seeded_guild, settings, configure, open_store, start_bot
+) -> None:
     configure(modlog_channel_id=seeded_guild.mod_log_id, flag_threshold=THRESHOLD)
     async with start_bot():
         bad = await fake_discord.send_message(seeded_guild.general_id, seeded_guild.member_id, NEGATIVE_MESSAGE)
@@ -191,6 +192,33 @@ async def test_delete_button_deletes_the_message(fake_discord, seeded_guild, con
         await clicked.response(WAIT)
     assert fake_discord.message(bad.id).deleted
     assert open_store().flags(seeded_guild.guild_id)[0][0].status is FlagStatus.DELETED
+    with sqlite3.connect(settings.database_path) as raw:
+        assert raw.execute("SELECT label FROM feedback").fetchall() == [(NEGATIVE,)]  # delete: negative
+    raw.close()
+
+
+async def test_dismiss_stores_the_message_as_neutral(
+    fake_discord, seeded_guild, settings, configure, open_store, start_bot
+) -> None:
+    """A dismissed flag was a false flag, almost always ordinary text: its feedback label is neutral."""
+    configure(modlog_channel_id=seeded_guild.mod_log_id, flag_threshold=THRESHOLD)
+    async with start_bot():
+        await fake_discord.send_message(seeded_guild.general_id, seeded_guild.member_id, NEGATIVE_MESSAGE)
+        [post] = await mod_log_posts(fake_discord, seeded_guild.mod_log_id, 1)
+        dismiss = next(c for c in button_ids(post) if ":dismiss:" in c)
+        clicked = await fake_discord.click_button(
+            seeded_guild.guild_id, seeded_guild.mod_log_id, seeded_guild.moderator_id, post.id, dismiss
+        )
+        assert (await clicked.response(WAIT)).type == 7
+    store = open_store()
+    [flag] = store.flags(seeded_guild.guild_id)[0]
+    assert flag.status is FlagStatus.DISMISSED
+    with sqlite3.connect(settings.database_path) as raw:
+        [(label, namespace)] = raw.execute("SELECT label, namespace FROM feedback").fetchall()
+    raw.close()
+    assert label == NEUTRAL == LABEL_NEUTRAL
+    vectors, labels = store.feedback_examples(namespace)
+    assert labels.tolist() == [NEUTRAL] and vectors.shape[0] == 1
 
 
 async def test_buttons_work_after_restart_and_unposted_flags_are_posted(

@@ -14,6 +14,7 @@ from bot.runner import _serve
 from tests.support.bot import THRESHOLD, mod_log_posts
 from tests.support.classifier import InstrumentedClassifier
 from tests.support.fake_discord import FakeDiscordServer, seed_default
+from tests.support.fake_discord.models import UploadedFile
 from tests.support.helpers import NEGATIVE_MESSAGE, POSITIVE_MESSAGE, REPO_ROOT, TOKEN, WAIT, clean_environ
 
 pytestmark = pytest.mark.timeout(120)
@@ -61,23 +62,29 @@ async def test_without_message_content_intent_commands_keep_working(
     assert len(warnings) == 1
 
 
-async def test_messages_without_content_warn_once_and_are_skipped(
-    fake_discord, seeded_guild, configure, start_bot, caplog
+async def test_messages_without_text_are_skipped_without_an_intent_warning(
+    fake_discord, seeded_guild, configure, open_store, start_bot, caplog
 ) -> None:
+    """Empty content is ordinary (joins, pins, polls, attachment-only posts): with the Message Content intent
+    granted, such messages are skipped and nothing tells the owner to enable the intent."""
     configure(modlog_channel_id=seeded_guild.mod_log_id, flag_threshold=THRESHOLD)
-    caplog.set_level(logging.WARNING)
+    with open_store() as store:
+        store.set_channel(seeded_guild.guild_id, seeded_guild.general_id, "live", True)
+    caplog.set_level(logging.DEBUG)
     async with start_bot() as service:
-        await fake_discord.send_message(seeded_guild.general_id, seeded_guild.member_id, "")
-        await fake_discord.send_message(seeded_guild.general_id, seeded_guild.member_id, "")
+        assert service.bot.intents.message_content
+        empty = await fake_discord.send_message(seeded_guild.general_id, seeded_guild.member_id, "")
+        picture = UploadedFile("files[0]", "cat.png", "image/png", b"\x89PNG\r\n\x1a\n" + bytes(64))
+        attachment_only = await fake_discord.create_message(
+            seeded_guild.general_id, seeded_guild.member_id, {"content": ""}, [picture]
+        )
+        assert attachment_only.data["attachments"] and attachment_only.data["content"] == ""
         await fake_discord.send_message(seeded_guild.general_id, seeded_guild.member_id, NEGATIVE_MESSAGE)
         await mod_log_posts(fake_discord, seeded_guild.mod_log_id, 1)
-        assert (
-            service.bot.worker.stats.computed
-            + service.bot.worker.stats.memory_hits
-            + service.bot.worker.stats.disk_hits
-            == 1
-        )
-    assert sum("empty content" in r.getMessage() for r in caplog.records) == 1
+        stats = service.bot.worker.stats
+        assert stats.computed + stats.memory_hits + stats.disk_hits == 1  # only the message with text
+    assert empty.reactions == [] and attachment_only.reactions == []
+    assert not [r for r in caplog.records if "intent" in r.getMessage().lower() and r.levelno >= logging.WARNING]
     assert not [r for r in caplog.records if r.levelno >= logging.ERROR]
 
 

@@ -17,14 +17,14 @@ def build_tiny_model(folder: Path, seed: int) -> Path:
     import torch
     from transformers import AutoTokenizer, DistilBertConfig, DistilBertModel
 
-    from classifier.bundled import bundled_model_path
+    from classifier.bundled import minilm_model_path
 
     torch.manual_seed(seed)
     config = DistilBertConfig(
         dim=32, n_layers=2, n_heads=2, hidden_dim=64, vocab_size=30522, max_position_embeddings=512
     )
     DistilBertModel(config).save_pretrained(folder)  # safetensors
-    AutoTokenizer.from_pretrained(str(bundled_model_path())).save_pretrained(folder)
+    AutoTokenizer.from_pretrained(str(minilm_model_path())).save_pretrained(folder)
     return folder
 
 

@@ -17,19 +17,16 @@ import signal
 import sys
 import tempfile
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from tests.support.helpers import REPO_ROOT, clean_environ
+from classifier.bundled import MINILM
+from tests.support.helpers import clean_environ
 from tests.support.inference_server import InferenceServer
 from tests.support.load.harness import BotProcess, FakeServer, GuildSetup, prepare_store
 from tests.support.postgres import PostgresServer
 from tests.support.redis_server import RedisServer
-
-#: The bundled encoder and its shipped head: the smallest model, so a 2-core machine runs the whole cluster.
-MINILM = "sentence-transformers/all-MiniLM-L6-v2"
-MINILM_HEAD = REPO_ROOT / "classifier" / "heads" / "minilm-l6-sst2-tweets.json"
 
 
 @dataclass(frozen=True)
@@ -39,13 +36,13 @@ class ClusterOptions:
     shards: int = 2
     channels: int = 8
     members: int = 8
-    model: str = MINILM
-    head: Path = MINILM_HEAD
+    #: The smallest bundled encoder and its shipped head, so that a 2-core machine runs the whole cluster.
+    model: str = MINILM.name
+    head: Path = MINILM.head_path
     #: Long enough that a bot's callers wait through a restart of ``moodbot serve`` instead of failing.
     inference_timeout_s: float = 90.0
     #: The session start limit the fake Discord reports: 1, so that the shards must take turns to log in.
     max_concurrency: int = 1
-    bot_env: dict[str, str] = field(default_factory=dict)
 
 
 class Cluster:
@@ -65,7 +62,7 @@ class Cluster:
         """Start every part (Ray Serve, the slowest, in the background meanwhile) and return once each shard's bot
         has classified a probe message in its own guild."""
         if not self.options.head.is_file():
-            raise RuntimeError(f"the MiniLM head is missing: {self.options.head}")
+            raise RuntimeError(f"the head is missing: {self.options.head}")
         try:
             with ThreadPoolExecutor(1) as background:
                 self.serve = InferenceServer(self.root / "serve", self._serve_env())
@@ -77,8 +74,9 @@ class Cluster:
                     self.root / "discord", channels=self.options.channels, members=self.options.members,
                     shards=self.options.shards, max_concurrency=self.options.max_concurrency,
                 )
-                for guild in self.discord.guilds:
-                    setup = GuildSetup(guild.mod_log, live_channels=[*guild.load_channels, guild.probe])
+                for guild in self.discord.guilds:  # live mode everywhere: each classification shows as a reaction
+                    live = [*guild.load_channels, guild.probe]
+                    setup = GuildSetup(guild.mod_log, live_channels=live, opted_out=[self.opted_out])
                     prepare_store(self.database_url, guild.guild_id, setup)
                 serving.result()
             self.bots = [self.bot(shard) for shard in range(self.options.shards)]
@@ -90,6 +88,17 @@ class Cluster:
             self.stop()
             raise
         return self
+
+    @property
+    def users(self) -> list[int]:
+        """The members ``user-1`` .. ``user-N``, members of every guild."""
+        assert self.discord is not None
+        return self.discord.users
+
+    @property
+    def opted_out(self) -> int:
+        """The one member who opted out before the start (``user-N``), as in the load run."""
+        return self.users[-1]
 
     def bot(self, shard: int) -> BotProcess:
         """A (not yet started) bot process for ``shard``, with its own data and cache folders, as on its own machine."""
@@ -103,7 +112,7 @@ class Cluster:
             "MOODBOT_INFERENCE_URL": self.serve.url,
             "MOODBOT_INFERENCE_TIMEOUT_S": str(self.options.inference_timeout_s),
             "MOODBOT_HEAD": str(self.options.head),
-        } | self.options.bot_env
+        }
         log = folder / "bot.log"
         return BotProcess(self.discord, folder / "data", folder / "cache", log, extra_env=env, shard=shard)
 

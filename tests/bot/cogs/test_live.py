@@ -1,4 +1,4 @@
-"""Live mode's reaction: 😊 / 😠, or 😐 below the confidence cut-off."""
+"""Live mode's reaction: 😊 / 😐 / 😠 for the label, and 😐 below the confidence cut-off."""
 
 from __future__ import annotations
 
@@ -6,23 +6,27 @@ import numpy as np
 import pytest
 
 from bot.cogs.live import UNSURE_BELOW, sentiment_emoji
-from classifier.prediction import Prediction
+from classifier.labels import CLASSES
+from classifier.prediction import predictions
 
 
-def prediction(p_positive: float) -> Prediction:
-    """Labelled as the pipeline labels it: positive from 0.5 up."""
-    label = "positive" if p_positive >= 0.5 else "negative"
-    return Prediction(label, p_positive, cached=False, vector=np.zeros(4, np.float32))
+def prediction(negative: float, neutral: float, positive: float):
+    """Labelled as the pipeline labels it: the most probable class."""
+    [made] = predictions(np.array([[negative, neutral, positive]]), [False], np.zeros((1, 4), np.float32))
+    return made
 
 
-@pytest.mark.parametrize(("p_positive", "emoji"), [
-    (0.99, "😊"),
-    (UNSURE_BELOW, "😊"),  # confidence exactly at the cut-off counts as sure
-    (UNSURE_BELOW - 0.01, "😐"),
-    (0.5, "😐"),
-    (1 - UNSURE_BELOW + 0.01, "😐"),
-    (1 - UNSURE_BELOW, "😠"),
-    (0.01, "😠"),
+@pytest.mark.parametrize(("probabilities", "emoji"), [
+    ((0.01, 0.0, 0.99), "😊"),
+    ((1 - UNSURE_BELOW, 0.0, UNSURE_BELOW), "😊"),  # confidence exactly at the cut-off counts as sure
+    ((0.41, 0.0, 0.59), "😐"),
+    ((0.5, 0.0, 0.5), "😐"),
+    ((0.02, 0.95, 0.03), "😐"),  # neutral
+    ((0.2, 0.7, 0.1), "😐"),
+    ((0.35, 0.3, 0.35), "😐"),  # no class is sure
+    ((UNSURE_BELOW, 0.3, 0.1), "😠"),
+    ((0.99, 0.01, 0.0), "😠"),
 ])
-def test_sentiment_emoji(p_positive: float, emoji: str) -> None:
-    assert sentiment_emoji(prediction(p_positive)) == emoji
+def test_sentiment_emoji(probabilities: tuple[float, float, float], emoji: str) -> None:
+    made = prediction(*probabilities)
+    assert made.label in CLASSES and sentiment_emoji(made) == emoji

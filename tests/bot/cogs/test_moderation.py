@@ -25,7 +25,7 @@ def test_open_flag_card() -> None:
     assert [(f.name, f.value) for f in embed.fields] == [
         ("Author", "<@4> (`4`)"),
         ("Channel", "<#2>"),
-        ("Score", "93% negative"),
+        ("Score", "Negative (p_negative 0.93)"),  # a flag is at p_negative >= 0.5: its label is negative
         ("Message", "[Jump to message](https://discord.com/channels/1/2/3)"),
     ]
 

@@ -1,4 +1,5 @@
-"""``/mood``'s presentation: the trend in words and the summary embed (real discord.py channel, no client)."""
+"""``/mood``'s presentation: the mood scale, the trend in words and the summary embed (real discord.py channel, no
+client)."""
 
 from __future__ import annotations
 
@@ -8,8 +9,8 @@ import discord
 import numpy as np
 import pytest
 
-from bot.cogs.mood import STEADY_WITHIN, Scored, summary_embed, trend
-from classifier.prediction import Prediction
+from bot.cogs.mood import STEADY_WITHIN, Scored, mood, summary_embed, trend
+from classifier.prediction import predictions
 from tests.support.bot import parsed_guild
 from tests.support.fake_discord import FakeDiscordServer, seed_default
 
@@ -26,13 +27,25 @@ def general() -> discord.TextChannel:
     return channel
 
 
-def scored(*p_positive: float) -> list[Scored]:
-    """One message a minute from ``START``, oldest first, labelled as the pipeline labels them."""
+def scored(*probabilities: tuple[float, float, float]) -> list[Scored]:
+    """One message a minute from ``START``, oldest first, with (negative, neutral, positive) probabilities, labelled
+    as the pipeline labels them."""
+    made = predictions(np.array(probabilities), [False] * len(probabilities), np.zeros((len(probabilities), 4)))
     return [
-        Scored(START + dt.timedelta(minutes=i), f"https://discord.com/channels/1/2/{100 + i}",
-               Prediction("positive" if p >= 0.5 else "negative", p, cached=False, vector=np.zeros(4, np.float32)))
-        for i, p in enumerate(p_positive)
+        Scored(START + dt.timedelta(minutes=i), f"https://discord.com/channels/1/2/{100 + i}", prediction)
+        for i, prediction in enumerate(made)
     ]
+
+
+def binary(*p_positive: float) -> list[Scored]:
+    """Messages scored by a head without a neutral class."""
+    return scored(*((1 - p, 0.0, p) for p in p_positive))
+
+
+def test_mood_is_positive_minus_negative() -> None:
+    [positive, neutral, negative] = scored((0.0, 0.1, 0.9), (0.1, 0.8, 0.1), (0.7, 0.2, 0.1))
+    assert [round(mood(s.prediction), 6) for s in (positive, neutral, negative)] == [0.9, 0.0, -0.6]
+    assert [s.prediction.label for s in (positive, neutral, negative)] == ["positive", "neutral", "negative"]
 
 
 @pytest.mark.parametrize("scores", [[], [0.9], [0.1, 0.9, 0.1]])
@@ -48,14 +61,14 @@ def test_trend_in_words() -> None:
 
 
 def test_trend_steady_boundary() -> None:
-    assert STEADY_WITHIN == 0.05
-    assert trend([0.0, 0.0, 0.04, 0.04]) == "steady (+0.04)"
-    assert trend([0.0, 0.0, 0.05, 0.05]) == "improving (+0.05 from the first half to the second)"  # not strictly within
-    assert trend([0.05, 0.05, 0.0, 0.0]) == "worsening (-0.05 from the first half to the second)"
+    assert STEADY_WITHIN == 0.1
+    assert trend([0.0, 0.0, 0.09, 0.09]) == "steady (+0.09)"
+    assert trend([0.0, 0.0, 0.1, 0.1]) == "improving (+0.10 from the first half to the second)"  # not strictly within
+    assert trend([0.1, 0.1, 0.0, 0.0]) == "worsening (-0.10 from the first half to the second)"
 
 
 def test_summary_embed(general: discord.TextChannel) -> None:
-    embed = summary_embed(general, scored(0.9, 0.8, 0.2, 0.1), skipped=2)
+    embed = summary_embed(general, binary(0.9, 0.8, 0.2, 0.1), skipped=2)
     assert embed.title == "Mood of #general" and embed.image.url == "attachment://mood.png"
     first = int(START.timestamp())
     assert embed.description == (f"**4** messages from <t:{first}> to <t:{first + 180}> "
@@ -63,28 +76,37 @@ def test_summary_embed(general: discord.TextChannel) -> None:
     fields = {f.name: f.value for f in embed.fields}
     assert fields == {
         "Positive": "50%",
+        "Neutral": "0%",
         "Negative": "50%",
-        "Average p(positive)": "`█████░░░░░` 0.50",
-        "Trend": "worsening (-0.70 from the first half to the second)",
+        "Average mood (positive − negative)": "`█████░░░░░` +0.00",
+        "Trend": "worsening (-1.40 from the first half to the second)",
         "Most negative": "90% negative · [jump](https://discord.com/channels/1/2/103)\n"
                          "80% negative · [jump](https://discord.com/channels/1/2/102)",
     }
 
 
+def test_summary_embed_with_neutral_messages(general: discord.TextChannel) -> None:
+    calm = scored((0.05, 0.9, 0.05), (0.1, 0.8, 0.1), (0.0, 0.2, 0.8), (0.92, 0.06, 0.02), (0.2, 0.7, 0.1))
+    fields = {f.name: f.value for f in summary_embed(general, calm, skipped=0).fields}
+    assert (fields["Positive"], fields["Neutral"], fields["Negative"]) == ("20%", "60%", "20%")
+    assert fields["Average mood (positive − negative)"] == "`█████░░░░░` -0.04"
+    assert fields["Most negative"] == "92% negative · [jump](https://discord.com/channels/1/2/103)"  # neutral ones not
+
+
 def test_summary_embed_lists_at_most_three_negatives_and_none_when_all_positive(general: discord.TextChannel) -> None:
-    gloomy = {f.name: f.value for f in summary_embed(general, scored(0.3, 0.01, 0.2, 0.05, 0.4), skipped=0).fields}
+    gloomy = {f.name: f.value for f in summary_embed(general, binary(0.3, 0.01, 0.2, 0.05, 0.4), skipped=0).fields}
     assert gloomy["Most negative"].splitlines() == [
         "99% negative · [jump](https://discord.com/channels/1/2/101)",
         "95% negative · [jump](https://discord.com/channels/1/2/103)",
         "80% negative · [jump](https://discord.com/channels/1/2/102)",
     ]
     assert (gloomy["Positive"], gloomy["Negative"]) == ("0%", "100%")
-    sunny = {f.name: f.value for f in summary_embed(general, scored(0.9), skipped=0).fields}
+    sunny = {f.name: f.value for f in summary_embed(general, binary(0.9), skipped=0).fields}
     assert sunny["Most negative"] == "none" and sunny["Trend"] == "not enough messages"
     assert (sunny["Positive"], sunny["Negative"]) == ("100%", "0%")
 
 
 def test_summary_embed_mentions_nobody(general: discord.TextChannel) -> None:
     """The summary carries scores and links, never message text, so nothing in it can read as a mention."""
-    rendered = str(summary_embed(general, scored(*np.linspace(0.0, 1.0, 50)), skipped=7).to_dict())
+    rendered = str(summary_embed(general, binary(*np.linspace(0.0, 1.0, 50)), skipped=7).to_dict())
     assert "<@" not in rendered and "@everyone" not in rendered and "@here" not in rendered
