@@ -23,6 +23,7 @@ import transformers
 from transformers import AutoModel, AutoTokenizer, PreTrainedModel, PreTrainedTokenizerBase
 
 from classifier.bundled import DEFAULT_MODELS_DIR
+from classifier.cpu_bf16 import bf16_model
 from classifier.identity import (
     EncoderError,
     EncoderIdentity,
@@ -42,7 +43,6 @@ transformers.utils.logging.disable_progress_bar()
 
 # Rows per micro-batch (besides the token budget); README "Performance" says why CPU batches are small.
 CPU_MAX_BATCH_ROWS = 16
-BF16_CPU_MAX_BATCH_ROWS = 32  # bf16 matrix units (AMX tiles) reach full speed only on larger products
 GPU_MAX_BATCH_ROWS = 256
 
 
@@ -146,9 +146,8 @@ class Encoder:
         """Wrap an already built model in numeric ``mode``: its layers above the deepest one the pooling reads
         dropped, then half precision on CUDA, or on CPU bf16 weights or int8 Linear layers.
 
-        On CPU a micro-batch holds at most :data:`CPU_MAX_BATCH_ROWS` texts (:data:`BF16_CPU_MAX_BATCH_ROWS` in
-        bf16): a CPU's matrix products are efficient from a few hundred tokens on, so smaller length-sorted
-        batches buy less padding for free.
+        On CPU a micro-batch holds at most :data:`CPU_MAX_BATCH_ROWS` texts: a CPU's matrix products are
+        efficient from a few hundred tokens on, so smaller length-sorted batches buy less padding for free.
         """
         device = device or torch.device("cpu")
         model = model.eval()
@@ -163,11 +162,7 @@ class Encoder:
             model = cpu_model(model, mode)
         return cls(
             model, tokenizer, identity, device=device, mode=mode, max_batch_tokens=max_batch_tokens,
-            max_batch_size=(
-                GPU_MAX_BATCH_ROWS if device.type == "cuda" else BF16_CPU_MAX_BATCH_ROWS if mode == "bf16"
-                else CPU_MAX_BATCH_ROWS
-            ),
-            layers=layers,
+            max_batch_size=GPU_MAX_BATCH_ROWS if device.type == "cuda" else CPU_MAX_BATCH_ROWS, layers=layers,
         )
 
     def int8_copy(self) -> Encoder:
@@ -325,7 +320,8 @@ def truncate_layers(model: torch.nn.Module, deepest: int) -> None:
 
 
 def cpu_model(model: PreTrainedModel, mode: str) -> PreTrainedModel:
-    """``model`` for a CPU in numeric ``mode``: as is (fp32), with bf16 weights, or with int8 Linear layers.
+    """``model`` for a CPU in numeric ``mode``: as is (fp32), in bf16 (:func:`~classifier.cpu_bf16.bf16_model`),
+    or with int8 Linear layers.
 
     bf16 weights rather than autocast: autocast converts every weight at every call, a bf16 copy does it once.
     """
@@ -336,7 +332,7 @@ def cpu_model(model: PreTrainedModel, mode: str) -> PreTrainedModel:
             raise EncoderError("this torch build has no oneDNN (mkldnn) for bf16 on CPU: set MOODBOT_PRECISION=fp32")
         if not cpu_has_native_bf16():
             log.warning("bf16 asked for on a CPU without native bf16 (avx512_bf16/amx_bf16): expect it to be slow")
-        return model.to(torch.bfloat16)
+        return bf16_model(model)
     if mode != "fp32":
         raise EncoderError(f"numeric mode {mode} does not run on CPU")
     return model

@@ -30,10 +30,11 @@ def predicted_classes(probabilities: np.ndarray, three_way: bool) -> np.ndarray:
     return np.where(probabilities[:, POSITIVE] >= probabilities[:, NEGATIVE], POSITIVE, NEGATIVE)
 
 
-def binary_accuracy(labels: np.ndarray, probabilities: np.ndarray) -> float:
-    """Negative-vs-positive accuracy over the rows labelled negative or positive (neutral rows are skipped)."""
+def binary_accuracy(labels: np.ndarray, probabilities: np.ndarray) -> float | None:
+    """Negative-vs-positive accuracy over the rows labelled negative or positive (neutral rows are skipped);
+    ``None`` when every row is neutral."""
     polar = labels != NEUTRAL
-    return float(np.mean(predicted_classes(probabilities[polar], False) == labels[polar])) if polar.any() else 0.0
+    return float(np.mean(predicted_classes(probabilities[polar], False) == labels[polar])) if polar.any() else None
 
 
 def class_recalls(labels: np.ndarray, predicted: np.ndarray) -> dict[str, float]:
@@ -99,7 +100,7 @@ class Report:
     classes: list[str]
     accuracy: float
     macro_recall: float | None
-    binary_accuracy: float | None
+    binary_accuracy: float | None  # None also when every row is neutral
     per_class: dict[str, dict[str, float]]
     confusion: list[list[int]]
     ece: float

@@ -4,11 +4,11 @@ Standardise, pick the regularisation strength ``C`` by stratified k-fold cross-v
 training sets (strata: set and class, so every fold holds each set's share and class balance), fit a temperature
 on the out-of-fold logits (never on dev), then fit on everything.
 
-Sets are binary (negative/positive) or three-way (negative/neutral/positive). A binary row supervises only the
-choice between negative and positive (see :mod:`classifier.logistic`); the head has a neutral class when any set
-is three-way. ``C`` maximises the mean over sets of each set's own figure: negative-vs-positive accuracy for a
-binary set, macro-averaged recall (TweetEval's metric) for a three-way one. Every figure reported on a set used for
-training is a held-out (out-of-fold) figure.
+Sets are binary (negative/positive) or three-way (negative/neutral/positive). By default a binary row supervises
+only the choice between negative and positive (see :mod:`classifier.logistic`); ``binary_rows="full"`` also makes
+it say "not neutral". The head has a neutral class when any set is three-way. ``C`` maximises the mean over sets
+of each set's own figure: negative-vs-positive accuracy for a binary set, macro-averaged recall (TweetEval's
+metric) for a three-way one. Every figure reported on a set used for training is a held-out (out-of-fold) figure.
 """
 
 from __future__ import annotations
@@ -59,7 +59,8 @@ class TrainingOptions:
     c_grid: tuple[float, ...] = DEFAULT_C_GRID
     folds: int = 5
     seed: int = 0
-    class_weight: str | None = None  # None | "balanced"
+    class_weight: str | None = "balanced-three-way"  # | "balanced" (over all rows) | None
+    binary_rows: str = "partial"  # "partial": a binary row says only negative vs positive; "full": also not neutral
     max_iter: int = 5000
 
 
@@ -90,20 +91,29 @@ def _rows(sets: list[FeatureSet], options: TrainingOptions) -> _Rows:
     labels = np.concatenate([s.labels for s in sets]).astype(np.int64)
     if not set(np.unique(labels)) <= {CLASSES.index(name) for name in classes}:
         raise ValueError("a binary set has a neutral label")
-    weights = np.concatenate([np.full(len(s.labels), float(s.weight)) for s in sets])
+    per_set = [np.full(len(s.labels), float(s.weight)) for s in sets]
+    if options.class_weight == "balanced-three-way":  # inside each three-way set, the sets scored by macro recall
+        per_set = [w * _balanced(s.labels) if s.three_way else w for w, s in zip(per_set, sets, strict=True)]
+    weights = np.concatenate(per_set)
     if options.class_weight == "balanced":
-        counts = np.bincount(labels, minlength=len(CLASSES)).astype(float)
-        present = np.count_nonzero(counts)
-        weights = weights * (len(labels) / (present * np.maximum(counts, 1.0)))[labels]
+        weights = weights * _balanced(labels)
     return _Rows(
         features=np.concatenate([s.features for s in sets]).astype(np.float64),
         labels=labels,
         targets=labels if three_way else (labels == POSITIVE).astype(np.int64),
         weights=weights,
-        binary=np.concatenate([np.full(len(s.labels), three_way and not s.three_way) for s in sets]),
+        binary=np.concatenate(
+            [np.full(len(s.labels), three_way and not s.three_way and options.binary_rows == "partial") for s in sets]
+        ),
         membership=np.concatenate([np.full(len(s.labels), i) for i, s in enumerate(sets)]),
         classes=classes,
     )
+
+
+def _balanced(labels: np.ndarray) -> np.ndarray:
+    """Per-row weights ``n / (classes present * count of the row's class)``: every class weighs the same, mean 1."""
+    counts = np.bincount(labels, minlength=len(CLASSES)).astype(float)
+    return (len(labels) / (np.count_nonzero(counts) * np.maximum(counts, 1.0)))[labels]
 
 
 def class_probabilities(logits: np.ndarray, classes: tuple[str, ...], temperature: float = 1.0) -> np.ndarray:
@@ -173,13 +183,12 @@ def train_head(
     rows = _rows(sets, options)
     with threadpool_limits(limits=1):  # the same reductions on any machine: `make head` is reproducible
         oof = _out_of_fold_logits(rows, options)
-        by_c: dict[str, dict[str, Any]] = {}
+        by_c: dict[str, float] = {}
         best: tuple[float, float] | None = None
         for c, logits in oof.items():
             probabilities = class_probabilities(logits, rows.classes)
-            figures = [_set_figures(s, probabilities[rows.membership == i]) for i, s in enumerate(sets)]
-            score = _score(figures)
-            by_c[repr(c)] = {"score": score} | {s.name: f for s, f in zip(sets, figures, strict=True)}
+            score = _score([_set_figures(s, probabilities[rows.membership == i]) for i, s in enumerate(sets)])
+            by_c[repr(c)] = score
             log.info("C=%g: %d-fold CV score %.4f", c, options.folds, score)
             if best is None or score > best[1]:
                 best = (c, score)
@@ -200,11 +209,12 @@ def train_head(
         "C": c,
         "classes": list(rows.classes),
         "class_weight": options.class_weight,
+        "binary_rows": options.binary_rows,
         "folds": options.folds,
         "seed": options.seed,
         "temperature": temperature,
         "cv_score": score,
-        "cv_score_by_C": {key: value["score"] for key, value in by_c.items()},
+        "cv_score_by_C": by_c,
         "cv_by_set": {
             s.name: _set_figures(s, calibrated[rows.membership == i])
             | {"ece": expected_calibration_error(s.labels, calibrated[rows.membership == i], s.three_way)}

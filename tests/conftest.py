@@ -140,6 +140,7 @@ def cli_env(tmp_path: Path, tiny_model_dir: Path, tiny_head_path: Path) -> dict[
         "MOODBOT_MODEL": str(tiny_model_dir),
         "MOODBOT_HEAD": str(tiny_head_path),
         "MOODBOT_DEVICE": "cpu",
+        "MOODBOT_PRECISION": "fp32",  # the tiny_encoder fixture's mode: tests compare their vectors
         "MOODBOT_LOG_LEVEL": "warning",
     }
 

@@ -62,7 +62,7 @@ def chat(tmp_path_factory: pytest.TempPathFactory, tiny_model_dir: Path, tiny_he
     env = clean_environ() | {
         "MOODBOT_CACHE_DIR": str(folder / "cache"), "MOODBOT_DATA_DIR": str(folder / "var"),
         "MOODBOT_MODEL": str(tiny_model_dir), "MOODBOT_HEAD": str(tiny_head_path), "MOODBOT_DEVICE": "cpu",
-        "MOODBOT_LOG_LEVEL": "warning",
+        "MOODBOT_PRECISION": "fp32", "MOODBOT_LOG_LEVEL": "warning",  # as cli_env: its figures are compared
     }
     base = folder / "base-head.json"
     process = run_moodbot(train_args(folder, base), env)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import pickle
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -239,6 +240,12 @@ def test_three_way_training_with_a_binary_and_a_three_way_set(tiny_encoder, tmp_
     head.save(path)
     assert np.array_equal(LogisticHead.load(path).predict_proba(dev.features), head.predict_proba(dev.features))
 
+    # binary_rows="full": the binary rows also say "not neutral", so polar texts get less neutral probability
+    full = train_head(tiny_encoder.identity, sets, dev, replace(options, binary_rows="full"))
+    assert full.report["binary_rows"] == "full" and report["binary_rows"] == "partial"
+    polar = sets[0].features
+    assert full.head.predict_proba(polar)[:, NEUTRAL].mean() < head.predict_proba(polar)[:, NEUTRAL].mean()
+
 
 def version_1_head(tiny_head: LogisticHead, weights: list[float], bias: float, slope: float, intercept: float) -> dict:
     """A head file as moodbot wrote it before three-way heads (format version 1)."""
@@ -282,3 +289,25 @@ def test_malformed_version_1_heads_are_clear_errors(tiny_head, tmp_path: Path) -
         (tmp_path / name).write_text(json.dumps(data))
         with pytest.raises(HeadError, match=message):
             LogisticHead.load(tmp_path / name)
+
+
+def test_balanced_three_way_weights_the_classes_inside_three_way_sets(tiny_encoder) -> None:
+    """With neutral the majority of the three-way set, balancing it lowers the neutral class's prior (its bias
+    relative to the others) and leaves the binary set's rows at their weight."""
+    rng = np.random.default_rng(3)
+    binary_labels = np.array([NEGATIVE, POSITIVE] * 40)
+    three_labels = np.array([NEUTRAL] * 60 + [NEGATIVE] * 10 + [POSITIVE] * 20)
+    sets = [
+        FeatureSet("polar", three_way_features(rng, binary_labels), binary_labels),
+        FeatureSet("tweets", three_way_features(rng, three_labels), three_labels, three_way=True),
+    ]
+    plain, balanced = (
+        train_head(tiny_encoder.identity, sets, None, TrainingOptions(c_grid=(0.1,), folds=3, class_weight=weighting))
+        for weighting in (None, "balanced-three-way")
+    )
+    assert balanced.report["class_weight"] == "balanced-three-way"
+
+    def neutral_lead(head: LogisticHead) -> float:
+        return head.biases[NEUTRAL] - head.biases[[NEGATIVE, POSITIVE]].mean()
+
+    assert neutral_lead(balanced.head) < neutral_lead(plain.head)

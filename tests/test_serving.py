@@ -44,7 +44,7 @@ TEXTS = ["i love this server", "this update is awful", "what a great day", "noth
 def serve_env(tiny_model_dir: Path, tiny_head_path: Path) -> dict[str, str]:
     return clean_environ() | {
         "MOODBOT_MODEL": str(tiny_model_dir), "MOODBOT_HEAD": str(tiny_head_path), "MOODBOT_DEVICE": "cpu",
-        "MOODBOT_LOG_LEVEL": "info",
+        "MOODBOT_PRECISION": "fp32", "MOODBOT_LOG_LEVEL": "info",  # fp32: compared with the tiny_encoder fixture's
     }
 
 

@@ -7,6 +7,7 @@ import logging
 import threading
 import time
 
+import numpy as np
 import pytest
 
 from classifier.labels import CLASSES
@@ -36,7 +37,8 @@ async def test_concurrent_calls_are_batched(classifier, tiny_encoder) -> None:
     assert worker.stats.batches == len(sizes) and worker.stats.largest_batch == 16 and worker.stats.computed == 40
     assert all(p.label in CLASSES and not p.cached for p in predictions)
     direct = classifier.head.predict_proba(tiny_encoder.embed(texts))
-    assert [[p.p_negative, p.p_neutral, p.p_positive] for p in predictions] == pytest.approx(direct.tolist(), rel=1e-5)
+    got = [[p.p_negative, p.p_neutral, p.p_positive] for p in predictions]
+    np.testing.assert_allclose(got, direct, rtol=1e-5)
 
 
 async def test_batches_are_cut_at_max_batch(classifier, tiny_encoder) -> None:

@@ -55,21 +55,31 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
                         help="add moderators' reviews from the bot's database (confirm and delete: negative; "
                         "dismiss: neutral)")
     parser.add_argument("--guild", type=int, help="with --feedback: only this guild's feedback")
-    parser.add_argument("--class-weight", choices=["none", "balanced"], default="none",
-                        help="class weighting (default: %(default)s)")
+    parser.add_argument("--class-weight", choices=["none", "balanced", "balanced-three-way"],
+                        default="balanced-three-way",
+                        help="class weighting: balanced-three-way balances the classes inside each three-way file "
+                        "(whose macro recall is scored), balanced over all rows (default: %(default)s)")
+    parser.add_argument("--binary-rows", choices=["partial", "full"], default="partial",
+                        help="with a three-way file in training, what a binary file's rows teach: partial, only "
+                        "negative rather than positive; full, also not neutral (default: %(default)s)")
 
 
 def run(args: argparse.Namespace, settings: Settings) -> int:
     from classifier.encoder import Encoder
     from classifier.features import CachedEncoder
     from classifier.head import LogisticHead
+    from classifier.labels import NEUTRAL
     from classifier.pooling import Pooling
     from classifier.training import FeatureSet, TrainingOptions, train_head
 
     if args.guild is not None and not args.feedback:
         raise ValueError("--guild selects whose moderator feedback to use: it needs --feedback")
     train_arg, dev_arg = DataArgument.parse(args.data), DataArgument.parse(args.dev)
-    extra_args = [DataArgument.parse(spec, weighted=True) for spec in args.extra]
+    named = [("sst2-train", train_arg)] + [(None, DataArgument.parse(spec, weighted=True)) for spec in args.extra]
+    files = [(name, argument, argument.load()) for name, argument in named]  # a bad file fails before the model loads
+    dev = dev_arg.load()
+    if not (set(dev.labels.tolist()) - {NEUTRAL}):
+        raise ValueError(f"--dev {dev_arg.path}: dev accuracy is negative vs positive; the file has neither")
     config = settings.classifier_config()
     if args.model:  # the head shipped for (or configured with) the encoder being trained: its feature, its dev figure
         config = dataclasses.replace(config, model=args.model)
@@ -84,8 +94,7 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
     features = CachedEncoder.open(encoder, str(config.cache_dir), config.cache_size_mb)
     try:
         sets, sources = [], []
-        for name, argument in [("sst2-train", train_arg)] + [(None, a) for a in extra_args]:
-            data = argument.load()
+        for name, argument, data in files:
             vectors = features.dataset_vectors(prepared(data), f"embedding {argument.path.name}")[0]
             sets.append(FeatureSet(name or argument.path.stem, vectors, data.labels, argument.weight, data.three_way))
             sources.append({"file": argument.path.name, "sha256": data.sha256, "n": len(data)}
@@ -93,14 +102,15 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
                            | ({"labels": THREE_WAY} if data.three_way else {}))
         if args.feedback:
             sets.append(_feedback_set(settings, encoder, args.guild))
-        dev = dev_arg.load()
         dev_vectors = features.dataset_vectors(prepared(dev), "embedding dev")[0]
         dev_set = FeatureSet(dev_arg.path.name, dev_vectors, dev.labels, three_way=dev.three_way)
     finally:
         features.close()
     date = dt.datetime.fromtimestamp(int(os.environ.get("SOURCE_DATE_EPOCH", time.time())), dt.UTC).strftime("%Y-%m-%d")
     info = {"data": sources, "dev_data": {"file": dev_arg.path.name, "sha256": dev.sha256}, "date": date}
-    options = TrainingOptions(class_weight=None if args.class_weight == "none" else args.class_weight)
+    options = TrainingOptions(
+        class_weight=None if args.class_weight == "none" else args.class_weight, binary_rows=args.binary_rows
+    )
     result = train_head(encoder.identity, sets, dev_set, options, info)
     out = args.out or settings.data_dir / "heads" / "head.json"
     if args.feedback:
@@ -116,7 +126,8 @@ def training_summary(report: dict[str, Any]) -> str:
     lines = [f"C={report['C']}  CV score {report['cv_score']:.4f}  classes {'/'.join(report['classes'])}  "
              f"temperature {report['temperature']:.3f}"]
     for name, figures in report["cv_by_set"].items():
-        line = f"  {name}: CV accuracy (negative vs positive) {figures['accuracy']:.4f}"
+        accuracy = "n/a" if figures["accuracy"] is None else f"{figures['accuracy']:.4f}"
+        line = f"  {name}: CV accuracy (negative vs positive) {accuracy}"
         if "macro_recall" in figures:
             recalls = " ".join(f"{label} {value:.4f}" for label, value in figures["recall"].items())
             line += (f", three-way accuracy {figures['accuracy_three_way']:.4f}, macro recall "

@@ -33,7 +33,7 @@ class Scored:
     prediction: Prediction
 
 
-def mood(prediction: Prediction) -> float:
+def mood_score(prediction: Prediction) -> float:
     """``p_positive - p_negative``: +1 positive, -1 negative, near 0 for neutral (or split) messages."""
     return prediction.p_positive - prediction.p_negative
 
@@ -51,7 +51,7 @@ def trend(scores: list[float]) -> str:
 
 def summary_embed(channel: discord.abc.GuildChannel, scored: list[Scored], skipped: int) -> discord.Embed:
     """Counts, label shares, average mood, trend and the most negative messages (oldest-first ``scored``)."""
-    scores = [mood(s.prediction) for s in scored]
+    scores = [mood_score(s.prediction) for s in scored]
     average = sum(scores) / len(scores)
     embed = discord.Embed(title=f"Mood of #{channel.name}", colour=discord.Colour.blurple())
     embed.description = (
@@ -119,7 +119,7 @@ class Mood(commands.Cog):
         png = await asyncio.to_thread(
             mood_chart,
             [s.created_at for s in scored],
-            [mood(s.prediction) for s in scored],
+            [mood_score(s.prediction) for s in scored],
             [s.prediction.label for s in scored],
             title,
         )

@@ -67,14 +67,14 @@ def run_bench(options: BenchOptions, config: ClassifierConfig, worker: WorkerCon
         subject = load_subject(model_name, config, cache_dir)
         subject.classifier.warm_up()  # the model loads lazily: "ready" means loaded and run once
         startup_s = seconds_since_process_start()
-        fp32 = fp32_twin(subject, model_name, config)
         try:
             encoder = subject.encoder
             result = {
                 "peak_gflops": round(matmul_peak_gflops(encoder, MODE_DTYPES[encoder.mode]), 1),
                 "fp32_peak_gflops": round(matmul_peak_gflops(encoder, MODE_DTYPES["fp32"]), 1),
             }
-            result |= measure(subject, texts, worker, cache_dir, config.cache_size_mb, int8=options.int8, fp32=fp32)
+            result |= measure(subject, texts, worker, cache_dir, config.cache_size_mb, int8=options.int8,
+                              fp32_twin=lambda: fp32_twin(subject, model_name, config))
             result["model_vs_peak"] = round(result["gflops"] / result["peak_gflops"], 3)
             if options.inference_url:
                 from classifier.bench.serving import serve_figures
@@ -83,5 +83,5 @@ def run_bench(options: BenchOptions, config: ClassifierConfig, worker: WorkerCon
                                         cache_dir, config.cache_size_mb)
         finally:
             subject.classifier.close()
-    result |= {"startup_s": round(startup_s, 2), "rss_mb": round(peak_rss_mb(), 1)}
+    result |= {"startup_s": round(startup_s, 2), "bench_rss_mb": round(peak_rss_mb(), 1)}
     return header(subject, model_name, len(texts), str(options.data)) | result

@@ -8,7 +8,7 @@ import dataclasses
 import gc
 import statistics
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -18,7 +18,7 @@ import torch
 from tqdm import tqdm
 
 from cache import EmbeddingCache
-from classifier.bench.probes import LoopLagProbe
+from classifier.bench.probes import LoopLagProbe, peak_rss_mb
 from classifier.bench.subject import BenchSubject
 from classifier.config import WorkerConfig
 from classifier.encoder import Encoder
@@ -135,9 +135,12 @@ def naive_pass(
 
 
 def measure(subject: BenchSubject, texts: list[str], config: WorkerConfig, cache_dir: Path, cache_size_mb: int,
-            int8: bool = False, fp32: Encoder | None = None) -> dict[str, Any]:
-    """Naive vs worker vs cache hits, the worker in fp32 (``fp32``: the subject's encoder in fp32 when it runs a
-    faster mode) and with ``int8`` in int8, as the bench's JSON figures."""
+            int8: bool = False, fp32_twin: Callable[[], Encoder | None] = lambda: None) -> dict[str, Any]:
+    """Naive vs worker vs cache hits, the worker in fp32 (``fp32_twin`` loads the subject's encoder in fp32 when it
+    runs a faster mode) and with ``int8`` in int8, as the bench's JSON figures.
+
+    ``rss_mb`` is the peak before the fp32 twin loads: what the bot's process holds with the same burst.
+    """
     classifier = subject.classifier
     encoder, head = subject.encoder, classifier.head
     token_counts = [len(ids) for ids in encoder.token_lengths(texts)]
@@ -210,7 +213,8 @@ def measure(subject: BenchSubject, texts: list[str], config: WorkerConfig, cache
         "tokens": int(sum(token_counts)),
         "mean_tokens": round(float(statistics.fmean(token_counts)), 1),
     }
-    fp32_burst = model_burst
+    result["rss_mb"] = round(peak_rss_mb(), 1)
+    fp32_burst, fp32 = model_burst, fp32_twin()
     if fp32 is not None:
         fp32_cache_dir = Path(cache_dir).with_name("cache-fp32")
         fp32_burst = _other_mode_burst(fp32, head, texts, config, fp32_cache_dir, cache_size_mb)

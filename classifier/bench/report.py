@@ -108,6 +108,7 @@ def format_table(r: dict[str, Any]) -> str:
         row("cache hits, disk tier: p50/p99 ms", f"{r['disk_cached_p50_ms']:.3f} / {r['disk_cached_p99_ms']:.3f}", ""),
         row("event-loop lag max (cache bursts), ms", f"{r['cached_loop_lag_max_ms']:.2f}", ""),
         "",
-        f"startup {r['startup_s']:.2f} s (process start to model ready), peak RSS {r['rss_mb']:.0f} MB",
+        f"startup {r['startup_s']:.2f} s (process start to model ready), peak RSS {r['rss_mb']:.0f} MB "
+        f"({r['bench_rss_mb']:.0f} MB with the bench's fp32 and int8 copies)",
     ]
     return "\n".join(lines)

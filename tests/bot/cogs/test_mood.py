@@ -9,7 +9,7 @@ import discord
 import numpy as np
 import pytest
 
-from bot.cogs.mood import STEADY_WITHIN, Scored, mood, summary_embed, trend
+from bot.cogs.mood import STEADY_WITHIN, Scored, mood_score, summary_embed, trend
 from classifier.prediction import predictions
 from tests.support.bot import parsed_guild
 from tests.support.fake_discord import FakeDiscordServer, seed_default
@@ -42,9 +42,9 @@ def binary(*p_positive: float) -> list[Scored]:
     return scored(*((1 - p, 0.0, p) for p in p_positive))
 
 
-def test_mood_is_positive_minus_negative() -> None:
+def test_mood_score_is_positive_minus_negative() -> None:
     [positive, neutral, negative] = scored((0.0, 0.1, 0.9), (0.1, 0.8, 0.1), (0.7, 0.2, 0.1))
-    assert [round(mood(s.prediction), 6) for s in (positive, neutral, negative)] == [0.9, 0.0, -0.6]
+    assert [round(mood_score(s.prediction), 6) for s in (positive, neutral, negative)] == [0.9, 0.0, -0.6]
     assert [s.prediction.label for s in (positive, neutral, negative)] == ["positive", "neutral", "negative"]
 
 
