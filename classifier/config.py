@@ -12,7 +12,7 @@ from pathlib import Path
 from classifier.bundled import DEFAULT_MODELS_DIR, bundled_encoder
 
 #: A short name from :data:`classifier.bundled.BUNDLED`; its shipped head is the default head.
-DEFAULT_MODEL = "minilm"
+DEFAULT_MODEL = "mpnet"
 #: ``p_negative`` at or above which the bot flags a message unless a guild chose otherwise; ``moodbot evaluate``
 #: reports negative precision and recall at it.
 DEFAULT_FLAG_THRESHOLD = 0.9

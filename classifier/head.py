@@ -22,7 +22,6 @@ from classifier.labels import CLASSES
 
 FORMAT = "moodbot-head"
 VERSION = 2
-DEFAULT_HEAD_PATH = Path(__file__).with_name("heads") / "minilm-l6-sst2-tweets.json"
 #: The class lists a head may have: every head scores negative against positive (flags read ``p_negative``).
 CLASS_SETS = (CLASSES, ("negative", "positive"))
 

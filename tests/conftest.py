@@ -84,10 +84,12 @@ def tiny_head(tiny_head_path: Path):
 
 @pytest.fixture(scope="session")
 def shipped_head():
-    from classifier.head import DEFAULT_HEAD_PATH, LogisticHead
+    """The head shipped for the fast bundled encoder, MiniLM (the suite's real-model tests use it for speed)."""
+    from classifier.bundled import MINILM
+    from classifier.head import LogisticHead
 
-    assert DEFAULT_HEAD_PATH.is_file(), f"the shipped head is missing: {DEFAULT_HEAD_PATH}"
-    return LogisticHead.load(DEFAULT_HEAD_PATH)
+    assert MINILM.head_path.is_file(), f"the shipped head is missing: {MINILM.head_path}"
+    return LogisticHead.load(MINILM.head_path)
 
 
 @pytest.fixture(scope="session")
@@ -105,7 +107,7 @@ def shipped_classifier(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Sen
 
     root = tmp_path_factory.mktemp("classifier")
     loaded = SentimentClassifier.load(
-        Settings(data_dir=root, cache_dir=root / "cache", device="cpu").classifier_config()
+        Settings(model="minilm", data_dir=root, cache_dir=root / "cache", device="cpu").classifier_config()
     )
     yield loaded
     loaded.close()

@@ -11,9 +11,7 @@ import pytest
 from classifier.data import DataFormatError, load_tsv
 from classifier.labels import NEGATIVE, NEUTRAL, POSITIVE
 from classifier.metrics import classification_report, expected_calibration_error
-from tests.support.helpers import REPO_ROOT, SST2_DEV
-
-CHAT = REPO_ROOT / "evaldata" / "chat"
+from tests.support.helpers import CHAT_SETS, SST2_DEV
 
 
 def test_load_tsv_reads_sentences_labels_and_hash(tmp_path: Path) -> None:
@@ -78,9 +76,9 @@ def test_shared_data_and_chat_sets_load() -> None:
     assert len(tweets) == 2000 and set(tweets.labels.tolist()) == {NEGATIVE, NEUTRAL, POSITIVE}
     expected = {"neutral_chat.tsv": NEUTRAL, "negative_chat.tsv": NEGATIVE, "positive_slang_chat.tsv": POSITIVE}
     for name, label in expected.items():
-        chat = load_tsv(CHAT / name, three_way=True)
+        chat = load_tsv(CHAT_SETS / name, three_way=True)
         assert set(chat.labels.tolist()) == {label} and len(set(chat.texts)) == len(chat), name
-    assert len(load_tsv(CHAT / "neutral_chat.tsv", three_way=True)) >= 40
+    assert len(load_tsv(CHAT_SETS / "neutral_chat.tsv", three_way=True)) >= 40
 
 
 def binary(p_positive: list[float]) -> np.ndarray:

@@ -13,7 +13,8 @@ import pytest
 
 from classifier.config import ClassifierConfig
 from classifier.data import load_tsv
-from classifier.head import DEFAULT_HEAD_PATH, HeadError, LogisticHead, _checksum
+from classifier.bundled import MINILM
+from classifier.head import HeadError, LogisticHead, _checksum
 from classifier.labels import NEGATIVE, NEUTRAL, POSITIVE
 from classifier.pipeline import SentimentClassifier
 from classifier.training import FeatureSet, TrainingOptions, train_head
@@ -52,7 +53,7 @@ def test_head_file_is_plain_json_with_its_provenance(tiny_head_path: Path, tiny_
 def test_shipped_head_loads_and_matches_the_bundled_encoder(shipped_head, minilm_encoder) -> None:
     shipped_head.check_encoder(minilm_encoder)
     assert shipped_head.dim == minilm_encoder.dim
-    data = json.loads(DEFAULT_HEAD_PATH.read_text())
+    data = json.loads(MINILM.head_path.read_text())
     assert {"dev_accuracy", "date", "data"} <= set(data["training"])
     assert all(len(entry["sha256"]) == 64 for entry in data["training"]["data"])
 

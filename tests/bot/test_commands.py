@@ -17,11 +17,11 @@ from classifier.text import prepare_text
 from classifier.training import FeatureSet, TrainingOptions, train_head
 from tests.support.bot import THRESHOLD, mod_log_posts
 from tests.support.helpers import (
+    CHAT_SETS,
     NEGATIVE_MESSAGE,
     NEGATIVE_TEXTS,
     POSITIVE_MESSAGE,
     POSITIVE_TEXTS,
-    REPO_ROOT,
     WAIT,
     pings_nobody,
 )
@@ -29,7 +29,6 @@ from tests.support.helpers import (
 pytestmark = pytest.mark.timeout(90)
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
-CHAT = REPO_ROOT / "evaldata" / "chat"
 #: In the neutral chat set the three-way test head is trained on: that head calls it neutral.
 NEUTRAL_MESSAGE = "the meeting notes are in the drive"
 
@@ -43,7 +42,7 @@ def three_way_classifier(
     from cache import EmbeddingCache
 
     encoder = shipped_classifier.encoder
-    chats = [load_tsv(CHAT / f"{name}.tsv", three_way=True) for name in ("neutral_chat", "negative_chat")]
+    chats = [load_tsv(CHAT_SETS / f"{name}.tsv", three_way=True) for name in ("neutral_chat", "negative_chat")]
     polar = np.array([POSITIVE] * len(POSITIVE_TEXTS) + [NEGATIVE] * len(NEGATIVE_TEXTS))
     sets = [
         FeatureSet("samples", encoder.embed(POSITIVE_TEXTS + NEGATIVE_TEXTS), polar),

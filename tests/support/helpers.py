@@ -21,6 +21,8 @@ T = TypeVar("T")
 REPO_ROOT = Path(__file__).resolve().parents[2]
 SHARED_DATA = REPO_ROOT.parent / "shared" / "data"
 SST2_DEV = SHARED_DATA / "sst2" / "dev.tsv"
+#: Three-way chat sets written for this project: ordinary neutral server messages, clearly negative ones, upbeat slang.
+CHAT_SETS = REPO_ROOT / "tests" / "data" / "chat"
 #: The installed console script, as ``make run`` starts it.
 MOODBOT = Path(sys.executable).with_name("moodbot")
 

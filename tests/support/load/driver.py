@@ -14,7 +14,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from classifier.head import DEFAULT_HEAD_PATH, LogisticHead
+from classifier.bundled import MINILM
+from classifier.head import LogisticHead
 from tests.support.helpers import pings_nobody, poll_until_blocking
 from tests.support.load.harness import (
     BotProcess,
@@ -27,7 +28,7 @@ from tests.support.load.harness import (
     read_flags,
 )
 
-VECTOR_BYTES = LogisticHead.load(DEFAULT_HEAD_PATH).dim * 4  # float32 features of the shipped head's encoder
+VECTOR_BYTES = LogisticHead.load(MINILM.head_path).dim * 4  # float32 features of the shipped head's encoder
 
 
 @dataclass
