@@ -11,9 +11,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from classifier.bundled import MINILM
 from classifier.config import ClassifierConfig
 from classifier.data import load_tsv
-from classifier.bundled import MINILM
 from classifier.head import HeadError, LogisticHead, _checksum
 from classifier.labels import NEGATIVE, NEUTRAL, POSITIVE
 from classifier.pipeline import SentimentClassifier

@@ -297,7 +297,7 @@ class BotProcess:
             "MOODBOT_DATA_DIR": str(self.data_dir),
             "MOODBOT_CACHE_DIR": str(self.cache_dir),
             "MOODBOT_DEVICE": "cpu",
-            "MOODBOT_MODEL": "minilm",  # the fast bundled encoder: bot processes in the suite start and classify quickly
+            "MOODBOT_MODEL": "minilm",  # the fast bundled encoder: the suite's bots start quickly
             "MOODBOT_LOG_LEVEL": "info",
             "PYTHONUNBUFFERED": "1",
         } | self.extra_env
