@@ -159,7 +159,8 @@ def load_subject(model_name: str, config: ClassifierConfig, cache_dir: Path) -> 
             notes.append(f"shipped head unusable: {error}")
     elif head is None:
         notes.append(f"no usable head ({head_source})")
-    pooling = head.encoder.pooling if head is not None else Pooling()
+    # Another model may be shallower than the head's encoder: its own last hidden state runs every layer it has.
+    pooling = head.encoder.pooling if head is not None and model_name == config.model else Pooling.parse("mean@-1")
     random_init = False
     try:
         encoder = _load_encoder(model_name, pooling, config)

@@ -12,7 +12,7 @@ import pytest
 from bot.store import LABEL_NEUTRAL, FlagStatus, ReviewAction
 from classifier.labels import NEGATIVE, NEUTRAL
 from classifier.text import prepare_text
-from tests.support.bot import THRESHOLD, button_ids, mod_log_posts
+from tests.support.bot import THRESHOLD, button_ids, click_review, mod_log_posts, review_button
 from tests.support.helpers import NEGATIVE_MESSAGE, POSITIVE_MESSAGE, TOKEN, WAIT, pings_nobody, poll_until
 
 pytestmark = pytest.mark.timeout(90)
@@ -122,7 +122,7 @@ async def test_review_buttons_check_permissions_and_record(
     async with start_bot():
         await fake_discord.send_message(seeded_guild.general_id, seeded_guild.member_id, NEGATIVE_MESSAGE)
         [post] = await mod_log_posts(fake_discord, seeded_guild.mod_log_id, 1)
-        confirm = next(c for c in button_ids(post) if ":confirm:" in c)
+        confirm = review_button(post, "confirm")
         flag_id = int(confirm.rsplit(":", 1)[1])
 
         refused = await fake_discord.click_button(
@@ -133,9 +133,7 @@ async def test_review_buttons_check_permissions_and_record(
         store = open_store()
         assert store.flag(flag_id).status is FlagStatus.OPEN and store.reviews(flag_id) == []
 
-        clicked = await fake_discord.click_button(
-            seeded_guild.guild_id, seeded_guild.mod_log_id, seeded_guild.moderator_id, post.id, confirm
-        )
+        clicked = await click_review(fake_discord, seeded_guild, post, "confirm")
         assert (await clicked.response(WAIT)).type == 7  # the mod-log message itself is updated
     assert store.flag(flag_id).status is FlagStatus.CONFIRMED
     [review] = store.reviews(flag_id)
@@ -164,7 +162,7 @@ async def test_two_clicks_on_one_card_at_the_same_moment_record_one_review(
     async with start_bot():
         await fake_discord.send_message(seeded_guild.general_id, seeded_guild.member_id, NEGATIVE_MESSAGE)
         [post] = await mod_log_posts(fake_discord, seeded_guild.mod_log_id, 1)
-        confirm, dismiss = (next(c for c in button_ids(post) if f":{name}:" in c) for name in ("confirm", "dismiss"))
+        confirm, dismiss = (review_button(post, name) for name in ("confirm", "dismiss"))
         guild, channel, moderator = seeded_guild.guild_id, seeded_guild.mod_log_id, seeded_guild.moderator_id
         clicks = await asyncio.gather(
             *(fake_discord.click_button(guild, channel, moderator, post.id, button) for button in (confirm, dismiss))
@@ -185,10 +183,7 @@ async def test_delete_button_deletes_the_message(
     async with start_bot():
         bad = await fake_discord.send_message(seeded_guild.general_id, seeded_guild.member_id, NEGATIVE_MESSAGE)
         [post] = await mod_log_posts(fake_discord, seeded_guild.mod_log_id, 1)
-        delete = next(c for c in button_ids(post) if ":delete:" in c)
-        clicked = await fake_discord.click_button(
-            seeded_guild.guild_id, seeded_guild.mod_log_id, seeded_guild.moderator_id, post.id, delete
-        )
+        clicked = await click_review(fake_discord, seeded_guild, post, "delete")
         await clicked.response(WAIT)
     assert fake_discord.message(bad.id).deleted
     assert open_store().flags(seeded_guild.guild_id)[0][0].status is FlagStatus.DELETED
@@ -205,10 +200,7 @@ async def test_dismiss_stores_the_message_as_neutral(
     async with start_bot():
         await fake_discord.send_message(seeded_guild.general_id, seeded_guild.member_id, NEGATIVE_MESSAGE)
         [post] = await mod_log_posts(fake_discord, seeded_guild.mod_log_id, 1)
-        dismiss = next(c for c in button_ids(post) if ":dismiss:" in c)
-        clicked = await fake_discord.click_button(
-            seeded_guild.guild_id, seeded_guild.mod_log_id, seeded_guild.moderator_id, post.id, dismiss
-        )
+        clicked = await click_review(fake_discord, seeded_guild, post, "dismiss")
         assert (await clicked.response(WAIT)).type == 7
     store = open_store()
     [flag] = store.flags(seeded_guild.guild_id)[0]
@@ -240,10 +232,7 @@ async def test_buttons_work_after_restart_and_unposted_flags_are_posted(
             namespace="ns",
         )
     async with start_bot():  # a new client, worker and store on the same files
-        dismiss = next(c for c in button_ids(post) if ":dismiss:" in c)
-        clicked = await fake_discord.click_button(
-            seeded_guild.guild_id, seeded_guild.mod_log_id, seeded_guild.moderator_id, post.id, dismiss
-        )
+        clicked = await click_review(fake_discord, seeded_guild, post, "dismiss")
         assert (await clicked.response(WAIT)).type == 7
         posts = await mod_log_posts(fake_discord, seeded_guild.mod_log_id, 2)
     store = open_store()

@@ -10,27 +10,10 @@ import pytest
 
 from cache import EmbeddingCache
 from tests.support.helpers import CLEAR_NEGATIVE, pings_nobody, poll_until_blocking
-from tests.support.load.driver import VECTOR_BYTES
+from tests.support.load.driver import flag_row_complete
 from tests.support.load.harness import FakeServer, flag_posts, integrity_check, make_text, read_flags
 
 pytestmark = pytest.mark.timeout(170)
-
-REQUIRED = (
-    "guild_id",
-    "channel_id",
-    "message_id",
-    "author_id",
-    "p_negative",
-    "excerpt",
-    "created_at",
-    "status",
-    "vector",
-    "namespace",
-)
-
-
-def complete(row: dict) -> bool:
-    return all(row[k] is not None for k in REQUIRED) and bool(row["excerpt"]) and len(row["vector"]) == VECTOR_BYTES
 
 
 def test_sigkill_mid_burst_then_restart(
@@ -62,7 +45,7 @@ def test_sigkill_mid_burst_then_restart(
 
     # The database_path survives SIGKILL whole: integrity, no duplicate or half-written rows.
     assert integrity_check(database_path) == "ok"
-    assert all(complete(row) for row in at_kill), [r["id"] for r in at_kill if not complete(r)]
+    assert all(flag_row_complete(row) for row in at_kill), [r["id"] for r in at_kill if not flag_row_complete(r)]
     assert len({r["message_id"] for r in at_kill}) == len(at_kill)
     assert {r["message_id"] for r in at_kill} <= negatives
 

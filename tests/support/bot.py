@@ -16,7 +16,7 @@ from discord.state import ConnectionState
 from bot.runner import BotService
 from bot.settings import Settings
 from classifier.pipeline import SentimentClassifier
-from tests.support.fake_discord import FakeDiscordServer, FakeMessage
+from tests.support.fake_discord import FakeDiscordServer, FakeInteraction, FakeMessage, Seed
 from tests.support.fake_discord.payloads import guild_payload
 from tests.support.helpers import WAIT, poll_until
 
@@ -27,6 +27,17 @@ THRESHOLD = 0.8
 def button_ids(message: FakeMessage) -> list[str]:
     """The ``custom_id`` of every button on ``message``, row by row."""
     return [c["custom_id"] for row in message.components for c in row.get("components", [])]
+
+
+def review_button(card: FakeMessage, action: str) -> str:
+    """The ``custom_id`` of the ``action`` (confirm, dismiss or delete) button on a mod-log card."""
+    return next(c for c in button_ids(card) if f":{action}:" in c)
+
+
+async def click_review(server: FakeDiscordServer, seed: Seed, card: FakeMessage, action: str) -> FakeInteraction:
+    """The seeded moderator clicks the ``action`` button on a mod-log card."""
+    button = review_button(card, action)
+    return await server.click_button(seed.guild_id, seed.mod_log_id, seed.moderator_id, card.id, button)
 
 
 async def mod_log_posts(server: FakeDiscordServer, channel_id: int, count: int) -> list[FakeMessage]:

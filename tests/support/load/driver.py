@@ -205,20 +205,26 @@ def run_load(
     return result
 
 
+#: The flag columns a stored flag must have filled in, whatever happens to the process that wrote it.
+FLAG_REQUIRED = (
+    "guild_id",
+    "channel_id",
+    "message_id",
+    "author_id",
+    "p_negative",
+    "excerpt",
+    "created_at",
+    "status",
+    "vector",
+    "namespace",
+)
+
+
+def flag_row_complete(row: dict[str, Any]) -> bool:
+    """Whether a stored flag row is whole: every required column set, an excerpt, a full feature vector."""
+    filled = all(row[k] is not None for k in FLAG_REQUIRED)
+    return filled and bool(row["excerpt"]) and len(row["vector"]) == VECTOR_BYTES
+
+
 def _complete(flag: dict[str, Any]) -> bool:
-    required = (
-        "guild_id",
-        "channel_id",
-        "message_id",
-        "author_id",
-        "p_negative",
-        "excerpt",
-        "created_at",
-        "status",
-        "vector",
-        "namespace",
-    )
-    return (
-        all(flag[k] is not None for k in required) and bool(flag["excerpt"]) and len(flag["vector"]) == VECTOR_BYTES
-        and 0.0 <= flag["p_negative"] <= 1.0 and flag["modlog_message_id"] is not None
-    )
+    return flag_row_complete(flag) and 0.0 <= flag["p_negative"] <= 1.0 and flag["modlog_message_id"] is not None
