@@ -31,9 +31,8 @@ from classifier.serving.protocol import (
 )
 from classifier.serving.server import replica_resources
 from classifier.worker import BatchingWorker, ClassificationError
-from tests.support.helpers import REPO_ROOT, SST2_DEV, clean_environ, run_moodbot
+from tests.support.helpers import REPO_ROOT, SST2_DEV, clean_environ, free_port, run_moodbot
 from tests.support.inference_server import InferenceServer, is_loopback, listening_sockets
-from tests.support.redis_server import free_port
 
 pytest.importorskip("ray.serve", reason="the serving tests need the scale extra: pip install -e '.[test,scale]'")
 

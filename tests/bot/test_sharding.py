@@ -22,8 +22,8 @@ from bot.sharding import ShardConfig, shard_of
 from bot.store import Store
 from tests.support.bot import THRESHOLD, mod_log_posts
 from tests.support.fake_discord import FakeDiscordServer, Seed, seed_default
-from tests.support.helpers import NEGATIVE_MESSAGE, WAIT
-from tests.support.redis_server import RedisServer, free_port
+from tests.support.helpers import NEGATIVE_MESSAGE, WAIT, free_port
+from tests.support.redis_server import RedisServer
 
 pytestmark = pytest.mark.timeout(120)
 

@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import asyncio
 import os
+import random
+import socket
 import subprocess
 import sys
 import time
@@ -31,6 +33,23 @@ TOKEN = "MTIzNDU2Nzg5.fake-bot-token.dont-log-me-6f1d2c"
 
 #: Seconds any single wait may take (model calls on a busy 2-core machine included).
 WAIT = 15.0
+
+#: Ports handed to servers the tests start: above Ray's worker ports (10002-19999) and below the kernel's ephemeral
+#: range (32768-60999 on Linux), where any outgoing connection of another process may take a port that was free
+#: a moment before.
+SERVER_PORTS = range(20000, 32768)
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nobody listens on or connects from right now, outside the ephemeral range."""
+    for port in random.sample(SERVER_PORTS, 200):
+        with socket.socket() as probe:
+            try:
+                probe.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return port
+    raise RuntimeError(f"no free port on 127.0.0.1 in {SERVER_PORTS}")
 
 # ---------------------------------------------------------------------------------------------- sample texts
 

@@ -19,7 +19,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from tests.support.redis_server import free_port
+from tests.support.helpers import free_port
 
 USER = "postgres"
 STOP_TIMEOUT = 20.0
