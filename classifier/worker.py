@@ -1,27 +1,22 @@
 """An asyncio front to the model: concurrent callers are batched into few model calls.
 
-Cache hits are answered without touching the model: the memory tier on the event loop; the
-disk tier in an I/O thread, where the lookups of all callers of one loop iteration go as one
-batch and the head scores the hits at once; then, when configured, the shared Redis tier, awaited
-on the event loop as one MGET for what the disk lacked, its hits copied into the local tiers.
+Cache hits are answered by the cache tiers (:mod:`classifier.cache_tiers`) without touching the model.
 Misses join a bounded queue; a batch is cut at ``max_batch`` items or ``max_wait_ms`` after its
-first item, and runs in the one model thread (model and head; the cache writes follow: disk in
-the cache thread, Redis as one pipeline on the loop), so the event loop never blocks. Identical
-texts in flight are computed once. A failing batch fails only its own callers. ``close()`` lets
-every accepted call finish.
+first item, and runs in the one model thread (model and head; the tiers' writes follow), so the event
+loop never blocks. Identical texts in flight are computed once. A failing batch fails only its own
+callers. ``close()`` lets every accepted call finish.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Coroutine, Sequence
+from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Literal, TypeVar, overload
+from typing import TYPE_CHECKING, Literal, overload
 
-import numpy as np
-
+from classifier.cache_tiers import CacheTiers
 from classifier.config import WorkerConfig
 from classifier.pipeline import SentimentClassifier
 from classifier.prediction import Prediction
@@ -31,8 +26,6 @@ if TYPE_CHECKING:  # redis is imported only where a shared tier is configured
     from cache.redis_tier import RedisTier
 
 log = logging.getLogger(__name__)
-
-T = TypeVar("T")
 
 
 class ClassificationError(RuntimeError):
@@ -73,7 +66,7 @@ class BatchingWorker:
         shared_cache: RedisTier | None = None,
     ) -> None:
         self.classifier = classifier
-        self.shared = shared_cache
+        self.tiers = CacheTiers(classifier, shared_cache)
         self.max_batch = max_batch
         self.max_wait = max_wait_ms / 1000.0
         self.queue_size = queue_size
@@ -81,15 +74,17 @@ class BatchingWorker:
         self._queue: asyncio.Queue[tuple[str, asyncio.Future[Prediction]]] | None = None
         self._in_flight: dict[str, asyncio.Future[Prediction]] = {}
         self._handoffs: set[asyncio.Task[None]] = set()
-        self._lookups: list[tuple[list[str], asyncio.Future[list[tuple[Prediction, bool] | None]]]] = []
-        self._background: set[asyncio.Task[object]] = set()  # batched lookups and shared-tier writes
         self._active_calls = 0
         self._idle = asyncio.Event()
         self._idle.set()
         self._closing = False
         self._runner: asyncio.Task[None] | None = None
         self._model_thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="moodbot-model")
-        self._cache_thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="moodbot-cache")
+
+    @property
+    def shared(self) -> RedisTier | None:
+        """The shared (Redis) tier, when configured."""
+        return self.tiers.shared
 
     @classmethod
     def configured(cls, classifier: SentimentClassifier, config: WorkerConfig) -> BatchingWorker:
@@ -177,7 +172,7 @@ class BatchingWorker:
     def _fill_from_memory(self, prepared: dict[int, str], results: list[Prediction | Exception | None]) -> None:
         """Answer what the memory tier holds, inline (no I/O, no suspension)."""
         indices = list(prepared)
-        predictions = self._hit_predictions(self.classifier.cache.get_memory([prepared[i] for i in indices]))
+        predictions = self.tiers.from_memory([prepared[i] for i in indices])
         for index, prediction in zip(indices, predictions, strict=True):
             if prediction is not None:
                 results[index] = prediction
@@ -189,11 +184,11 @@ class BatchingWorker:
         """Answer the rest from the disk and shared tiers, then the model (queued, batched, de-duplicated)."""
         rest = [i for i in prepared if results[i] is None and prepared[i] not in self._in_flight]
         if rest:
-            stored = await self._read_stored([prepared[i] for i in rest])
+            stored = await self.tiers.stored([prepared[i] for i in rest])
             for index, found in zip(rest, stored, strict=True):
                 if found is not None:
-                    results[index], shared = found
-                    if shared:
+                    results[index] = found.prediction
+                    if found.shared:
                         self.stats.shared_hits += 1
                     else:
                         self.stats.disk_hits += 1
@@ -205,97 +200,11 @@ class BatchingWorker:
                 raise outcome
             results[index] = outcome
 
-    async def _read_stored(self, texts: list[str]) -> list[tuple[Prediction, bool] | None]:
-        """Lookups of every caller in this loop iteration go as one batch; a hit says whether it came from Redis."""
-        future: asyncio.Future[list[tuple[Prediction, bool] | None]] = asyncio.get_running_loop().create_future()
-        if not self._lookups:
-            asyncio.get_running_loop().call_soon(self._flush_lookups)
-        self._lookups.append((texts, future))
-        return await future
-
-    def _flush_lookups(self) -> None:
-        pending, self._lookups = self._lookups, []
-        unique = list(dict.fromkeys(text for texts, _ in pending for text in texts))
-        lookup = self._in_background(self._lookup(unique))
-
-        def answer(done: asyncio.Task[dict[str, tuple[Prediction, bool]]]) -> None:
-            for texts, future in pending:
-                if future.done():  # its caller was cancelled
-                    continue
-                if done.cancelled():
-                    future.cancel()
-                elif (error := done.exception()) is not None:
-                    future.set_exception(error)
-                else:
-                    future.set_result([done.result().get(text) for text in texts])
-
-        lookup.add_done_callback(answer)
-
-    async def _lookup(self, texts: list[str]) -> dict[str, tuple[Prediction, bool]]:
-        """The disk tier (cache thread), then one shared-tier MGET (on this loop) for what the disk lacks."""
-        disk = await asyncio.get_running_loop().run_in_executor(self._cache_thread, self._disk_predictions, texts)
-        found = {text: (hit, False) for text, hit in zip(texts, disk, strict=True) if hit is not None}
-        if self.shared is not None and len(found) < len(texts):
-            rest = [text for text in texts if text not in found]
-            for text, prediction in zip(rest, await self._shared_predictions(rest), strict=True):
-                if prediction is not None:
-                    found[text] = (prediction, True)
-        return found
-
-    async def _shared_predictions(self, texts: list[str]) -> list[Prediction | None]:
-        """Shared-tier vectors for ``texts``; the hits are copied into the memory and disk tiers."""
-        assert self.shared is not None
-        cache = self.classifier.cache
-        vectors = await self.shared.get_many([cache.key(text) for text in texts], cache.dim)
-        hits = [(text, vector) for text, vector in zip(texts, vectors, strict=True) if vector is not None]
-        if hits:
-            cache.remember_many(hits)
-            self._cache_thread.submit(self._store, hits)
-        return self._hit_predictions(vectors)
-
-    def _disk_predictions(self, texts: list[str]) -> list[Prediction | None]:
-        """(cache thread) Disk-tier vectors for ``texts`` and, for the hits, the head's predictions in one pass."""
-        return self._hit_predictions(self.classifier.cache.get_many(texts))
-
-    def _hit_predictions(self, vectors: list[np.ndarray | None]) -> list[Prediction | None]:
-        """The head's predictions for the cached vectors (one matrix product), ``None`` where there was none."""
-        hits = [i for i, v in enumerate(vectors) if v is not None]
-        predictions: list[Prediction | None] = [None] * len(vectors)
-        if hits:
-            stacked = vectors[hits[0]][None, :] if len(hits) == 1 else np.stack([vectors[i] for i in hits])
-            for index, prediction in zip(
-                hits, self.classifier.predict_vectors(stacked, [True] * len(hits)), strict=True
-            ):
-                predictions[index] = prediction
-        return predictions
-
     def _compute(self, texts: list[str]) -> list[Prediction]:
-        """(model thread) Run the model on a batch and apply the head to it; the cache thread writes the cache."""
+        """(model thread) Run the model on a batch, hand its vectors to the cache tiers and apply the head."""
         vectors = self.classifier.embed(texts)
-        self.classifier.cache.remember_many(zip(texts, vectors, strict=True))  # visible to the next lookup at once
-        self._cache_thread.submit(self._store, list(zip(texts, vectors, strict=True)))
+        self.tiers.remember(texts, vectors)
         return self.classifier.predict_vectors(vectors, [False] * len(texts))
-
-    def _store(self, items: list[tuple[str, np.ndarray]]) -> None:
-        """(cache thread) Write vectors to the disk tier; a failure costs only future cache hits."""
-        try:
-            self.classifier.cache.write_disk(items)
-        except Exception as error:
-            log.warning("could not cache %d vectors: %s", len(items), error)
-
-    def _share(self, texts: list[str], predictions: list[Prediction]) -> None:
-        """Write a computed batch to the shared tier in the background (the tier handles Redis errors itself)."""
-        if self.shared is not None:
-            key = self.classifier.cache.key
-            items = [(key(text), prediction.vector) for text, prediction in zip(texts, predictions, strict=True)]
-            self._in_background(self.shared.set_many(items))
-
-    def _in_background(self, coroutine: Coroutine[object, object, T]) -> asyncio.Task[T]:
-        """A task the worker holds until it is done (the event loop keeps only weak references)."""
-        task = asyncio.ensure_future(coroutine)
-        self._background.add(task)  # type: ignore[arg-type]
-        task.add_done_callback(self._background.discard)  # type: ignore[arg-type]
-        return task
 
     async def _submit(self, text: str) -> asyncio.Future[Prediction]:
         """The future of ``text``'s vector: joins an identical text in flight, else queues it."""
@@ -353,7 +262,7 @@ class BatchingWorker:
             self.stats.computed += len(texts)
             for (text, future), prediction in zip(batch, predictions, strict=True):
                 self._settle(text, future, result=prediction)
-            self._share(texts, predictions)  # after the callers: their answers do not wait for the encoding
+            self.tiers.share(texts, predictions)  # after the callers: their answers do not wait for the encoding
 
     def _settle(
         self,
@@ -383,8 +292,7 @@ class BatchingWorker:
 
     async def flush_cache_writes(self) -> None:
         """Wait until every vector computed or fetched so far has been written to the disk cache and shared tier."""
-        await asyncio.gather(*self._background, return_exceptions=True)
-        await asyncio.get_running_loop().run_in_executor(self._cache_thread, int)
+        await self.tiers.flush()
 
     @property
     def queued(self) -> int:
@@ -403,8 +311,5 @@ class BatchingWorker:
                 await self._runner
             except asyncio.CancelledError:
                 pass
-        await asyncio.gather(*self._background, return_exceptions=True)
         self._model_thread.shutdown(wait=True)
-        self._cache_thread.shutdown(wait=True)
-        if self.shared is not None:
-            await self.shared.aclose()
+        await self.tiers.close()
