@@ -1,4 +1,4 @@
-"""The cache tiers in front of the model, on a real tiny model and real diskcache directories (Redis: test_redis_tier)."""
+"""The cache tiers in front of the model, on a real tiny model and real diskcache folders (Redis: test_redis_tier)."""
 
 from __future__ import annotations
 
