@@ -13,7 +13,7 @@ import copy
 import logging
 import os
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -219,8 +219,7 @@ class Encoder:
         if not texts:
             return output
         ids = self.token_lengths(texts)
-        order = sorted(range(len(ids)), key=lambda i: (len(ids[i]), i))
-        batches = list(self._micro_batches(order, ids))
+        batches = self.micro_batches([len(sequence) for sequence in ids])
         self.forward_calls += len(batches)
         lanes = self.cpu_lanes()
         if lanes is None:
@@ -260,17 +259,20 @@ class Encoder:
         with torch.inference_mode():  # thread-local: set in the lane that runs the forward
             return self._forward(sequences)
 
-    def _micro_batches(self, order: list[int], ids: list[list[int]]) -> Iterator[list[int]]:
-        """Consecutive runs of the length-sorted order whose padded size fits the token budget."""
+    def micro_batches(self, lengths: Sequence[int]) -> list[list[int]]:
+        """The indices of texts of these token lengths as the model runs them: consecutive runs of the length-sorted
+        order (shortest first) whose padded size fits the token budget and the row limit."""
+        batches: list[list[int]] = []
         batch: list[int] = []
-        for index in order:
-            longest = len(ids[index])  # ascending order: the newest item is the longest
+        for index in sorted(range(len(lengths)), key=lambda i: (lengths[i], i)):
+            longest = lengths[index]  # ascending order: the newest item is the longest
             if batch and ((len(batch) + 1) * longest > self.max_batch_tokens or len(batch) >= self.max_batch_size):
-                yield batch
+                batches.append(batch)
                 batch = []
             batch.append(index)
         if batch:
-            yield batch
+            batches.append(batch)
+        return batches
 
     def _forward(self, sequences: list[list[int]]) -> np.ndarray:
         width = max(len(s) for s in sequences)
@@ -286,7 +288,7 @@ class Encoder:
         return self.features(input_ids, attention_mask).cpu().numpy()
 
 
-def _layer_stack(model: torch.nn.Module) -> torch.nn.Module | None:
+def layer_stack(model: torch.nn.Module) -> torch.nn.Module | None:
     """The module holding the transformer blocks as ``.layer``: ``model.encoder`` (BERT, MPNet, RoBERTa) or
     ``model.transformer`` (DistilBERT); ``None`` for other architectures (they always run whole)."""
     for attribute in ("encoder", "transformer"):
@@ -297,7 +299,7 @@ def _layer_stack(model: torch.nn.Module) -> torch.nn.Module | None:
 
 
 def _model_depth(model: torch.nn.Module) -> int:
-    stack = _layer_stack(model)
+    stack = layer_stack(model)
     return len(stack.layer) if stack is not None else int(model.config.num_hidden_layers)
 
 
@@ -312,7 +314,7 @@ def resolve_layers(pooling: Pooling, depth: int) -> tuple[int, ...]:
 def truncate_layers(model: torch.nn.Module, deepest: int) -> None:
     """Drop the transformer blocks above hidden state ``deepest`` (at least one block stays): hidden state k of
     the truncated model is hidden state k of the whole one, and the blocks above it are never computed."""
-    stack = _layer_stack(model)
+    stack = layer_stack(model)
     keep = max(1, deepest)
     if stack is not None and keep < len(stack.layer):
         stack.layer = stack.layer[:keep]

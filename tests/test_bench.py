@@ -16,12 +16,13 @@ REQUIRED = {
     "naive_msgs_per_s", "worker_msgs_per_s", "speedup", "p50_ms", "p99_ms", "cached_msgs_per_s", "cached_p99_ms",
     "disk_cached_msgs_per_s", "disk_cached_p99_ms", "rss_mb", "startup_s", "gflops", "device", "model", "random_init",
     "messages", "loop_lag_max_ms", "mode", "fp32_msgs_per_s", "fast_vs_fp32", "peak_gflops", "fp32_gflops",
-    "fp32_peak_gflops", "model_vs_peak",
+    "fp32_peak_gflops", "model_vs_peak", "products_gflops", "model_vs_products",
 }
 POSITIVE = {
     "naive_msgs_per_s", "worker_msgs_per_s", "speedup", "p50_ms", "p99_ms", "cached_msgs_per_s", "cached_p99_ms",
     "disk_cached_msgs_per_s", "disk_cached_p99_ms", "rss_mb", "startup_s", "gflops", "fp32_msgs_per_s",
-    "fast_vs_fp32", "peak_gflops", "fp32_gflops", "fp32_peak_gflops", "model_vs_peak",
+    "fast_vs_fp32", "peak_gflops", "fp32_gflops", "fp32_peak_gflops", "model_vs_peak", "products_gflops",
+    "model_vs_products",
 }
 
 
@@ -76,6 +77,7 @@ def _check_common(result: dict, messages: int) -> None:
     fp32 = result["fp32_msgs_per_s"]  # the same burst with the model in fp32 (itself, when the fast mode is fp32)
     assert result["fast_vs_fp32"] == pytest.approx(worker / fp32, rel=0.02 + 0.05 / fp32 + 0.05 / worker)
     assert result["model_vs_peak"] == pytest.approx(result["gflops"] / result["peak_gflops"], rel=0.01)
+    assert result["model_vs_products"] == pytest.approx(result["gflops"] / result["products_gflops"], rel=0.01)
     if result["mode"] == "fp32":
         assert result["fast_vs_fp32"] == 1.0 and result["fast_vs_fp32_max_prob_diff"] == 0.0
     if not result["random_init"]:  # a random head's near-ties may flip under rounding; a trained head's do not

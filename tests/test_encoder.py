@@ -51,7 +51,7 @@ def test_micro_batches_respect_the_token_budget(tiny_model_dir: Path, tiny_encod
     texts = [" ".join(["word"] * n) for n in (400, 3, 200, 1, 300, 80, 150)]
     ids = small.token_lengths(texts)
     order = sorted(range(len(ids)), key=lambda i: (len(ids[i]), i))
-    batches = list(small._micro_batches(order, ids))
+    batches = small.micro_batches([len(sequence) for sequence in ids])
     assert sorted(i for b in batches for i in b) == list(range(len(texts)))
     assert [i for b in batches for i in b] == order  # length-sorted runs
     assert all(len(b) * max(len(ids[i]) for i in b) <= 512 for b in batches)

@@ -12,6 +12,8 @@ the data file) and the same model object and head:
 - **fp32**: when the encoder runs a faster numeric mode (bf16 on a CPU with native bf16), the model burst once
   more with the same model in fp32, its baseline; ``peak_gflops`` is a matrix product in the fast mode's dtype
   on the same thread layout (one product per CPU lane), the ceiling the model path's ``gflops`` is read against;
+  ``products_gflops`` is the model's own Linear layers alone at the burst's micro-batch shapes, the ceiling at
+  its own shapes;
 - **serve** (with an inference URL): the model burst once more with ``moodbot serve`` as the worker's encoder.
 
 During each burst a ticker task measures how late the event loop wakes it (``loop_lag_max_ms``):
@@ -34,7 +36,13 @@ from pathlib import Path
 from typing import Any
 
 from classifier.bench.measurements import measure
-from classifier.bench.probes import MODE_DTYPES, matmul_peak_gflops, peak_rss_mb, seconds_since_process_start
+from classifier.bench.probes import (
+    MODE_DTYPES,
+    matmul_peak_gflops,
+    peak_rss_mb,
+    products_gflops,
+    seconds_since_process_start,
+)
 from classifier.bench.report import format_table, header
 from classifier.bench.subject import bench_texts, fp32_twin, load_subject
 from classifier.config import ClassifierConfig, WorkerConfig
@@ -76,6 +84,9 @@ def run_bench(options: BenchOptions, config: ClassifierConfig, worker: WorkerCon
             result |= measure(subject, texts, worker, cache_dir, config.cache_size_mb, int8=options.int8,
                               fp32_twin=lambda: fp32_twin(subject, model_name, config))
             result["model_vs_peak"] = round(result["gflops"] / result["peak_gflops"], 3)
+            token_counts = [len(ids) for ids in encoder.token_lengths(texts)]
+            if (own := products_gflops(encoder, token_counts)) is not None:
+                result |= {"products_gflops": round(own, 1), "model_vs_products": round(result["gflops"] / own, 3)}
             if options.inference_url:
                 from classifier.bench.serving import serve_figures
 

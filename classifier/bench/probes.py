@@ -1,5 +1,6 @@
 """Probes of the process and its surroundings: event-loop lag, peak memory, start-up time, the device, the hub,
-and the matrix-product ceiling the model path is measured against."""
+and the two ceilings the model path is measured against: the hardware's (large square matrix products) and the
+model's own (its Linear layers alone, at the shapes the burst gives them)."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ import resource
 import socket
 import sys
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 from urllib.parse import urlparse
@@ -110,6 +112,57 @@ def matmul_peak_gflops(encoder: Encoder, dtype: torch.dtype, seconds: float = 1.
             return count, time.perf_counter() - started
 
     from classifier.encoder import available_cpus
+
+    lanes = encoder.cpu_lanes()
+    if lanes is None:
+        count, elapsed = products()
+        return count * flops / elapsed / 1e9
+    runs = [future.result() for future in [lanes.submit(products) for _ in range(available_cpus())]]
+    return sum(count for count, _ in runs) * flops / max(elapsed for _, elapsed in runs) / 1e9
+
+
+def products_gflops(encoder: Encoder, token_counts: Sequence[int], seconds: float = 1.0) -> float | None:
+    """GFLOP/s of the model's own Linear layers alone, each on the rows (tokens, padding included) of every
+    micro-batch the encoder cuts for texts of these lengths, laid out as :func:`matmul_peak_gflops`; ``None``
+    where the layers are not plain or bf16-packed Linear layers (int8).
+
+    A transformer's products are short (a micro-batch holds a few hundred tokens), so they run below the
+    square-product peak on their own; this is the ceiling of the model path at its own shapes, and what it
+    loses against it is the work between the products (attention, layer norms, conversions, Python).
+    """
+    from classifier.cpu_bf16 import PackedLinear
+    from classifier.encoder import available_cpus, layer_stack
+
+    stack = layer_stack(encoder.model)
+    layers = [m for m in (stack or encoder.model).modules() if isinstance(m, torch.nn.Linear | PackedLinear)]
+    if not layers:
+        return None
+    rows = [len(batch) * max(token_counts[i] for i in batch) for batch in encoder.micro_batches(token_counts)]
+
+    def dtype(layer: torch.nn.Module) -> torch.dtype:
+        return torch.bfloat16 if isinstance(layer, PackedLinear) else layer.weight.dtype
+
+    inputs = {
+        (n, width, kind): torch.randn(n, width, device=encoder.device, dtype=kind)
+        for n in set(rows) for width, kind in {(layer.in_features, dtype(layer)) for layer in layers}
+    }
+    flops = sum(2 * n * layer.in_features * layer.out_features for n in rows for layer in layers)
+
+    def products() -> tuple[int, float]:
+        with torch.inference_mode():
+            def one_pass() -> None:
+                for n in rows:
+                    for layer in layers:
+                        layer(inputs[n, layer.in_features, dtype(layer)])
+                if encoder.device.type == "cuda":
+                    torch.cuda.synchronize(encoder.device)
+
+            one_pass()  # kernel selection for every shape outside the timing
+            count, started = 0, time.perf_counter()
+            while count == 0 or time.perf_counter() - started < seconds:
+                one_pass()
+                count += 1
+            return count, time.perf_counter() - started
 
     lanes = encoder.cpu_lanes()
     if lanes is None:

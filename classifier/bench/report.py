@@ -70,6 +70,13 @@ def format_table(r: dict[str, Any]) -> str:
         row("achieved model GFLOP/s", f"{r['gflops']:.1f}", f"{r['fp32_gflops']:.1f}"),
         row("matrix-product peak GFLOP/s", f"{r['peak_gflops']:.1f}", f"{r['fp32_peak_gflops']:.1f}"),
         row("model path / peak", f"{r['model_vs_peak']:.0%}", f"{r['fp32_gflops'] / r['fp32_peak_gflops']:.0%}"),
+    ]
+    if "products_gflops" in r:
+        lines += [
+            row("its Linear products alone, GFLOP/s", f"{r['products_gflops']:.1f}", ""),
+            row("model path / its products alone", f"{r['model_vs_products']:.0%}", ""),
+        ]
+    lines += [
         row("max |p diff|, label agreement", f"{r['fast_vs_fp32_max_prob_diff']:.2e}",
             f"{r['fast_vs_fp32_label_agreement']:.4f}"),
     ]
