@@ -10,7 +10,7 @@ import resource
 import socket
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 from urllib.parse import urlparse
@@ -96,29 +96,7 @@ def matmul_peak_gflops(encoder: Encoder, dtype: torch.dtype, seconds: float = 1.
     product per CPU lane at once (or one product on its device with its threads), for about ``seconds``."""
     a = torch.randn(PEAK_SIZE, PEAK_SIZE).to(dtype=dtype, device=encoder.device)
     b = torch.randn(PEAK_SIZE, PEAK_SIZE).to(dtype=dtype, device=encoder.device)
-    flops = 2 * PEAK_SIZE**3
-
-    def products() -> tuple[int, float]:
-        with torch.inference_mode():
-            torch.mm(a, b)  # kernel selection and packing buffers outside the timing
-            if encoder.device.type == "cuda":
-                torch.cuda.synchronize(encoder.device)
-            count, started = 0, time.perf_counter()
-            while time.perf_counter() - started < seconds:
-                torch.mm(a, b)
-                if encoder.device.type == "cuda":
-                    torch.cuda.synchronize(encoder.device)
-                count += 1
-            return count, time.perf_counter() - started
-
-    from classifier.encoder import available_cpus
-
-    lanes = encoder.cpu_lanes()
-    if lanes is None:
-        count, elapsed = products()
-        return count * flops / elapsed / 1e9
-    runs = [future.result() for future in [lanes.submit(products) for _ in range(available_cpus())]]
-    return sum(count for count, _ in runs) * flops / max(elapsed for _, elapsed in runs) / 1e9
+    return _gflops_on_lanes(encoder, lambda: torch.mm(a, b), 2 * PEAK_SIZE**3, seconds)
 
 
 def products_gflops(encoder: Encoder, token_counts: Sequence[int], seconds: float = 1.0) -> float | None:
@@ -131,7 +109,7 @@ def products_gflops(encoder: Encoder, token_counts: Sequence[int], seconds: floa
     loses against it is the work between the products (attention, layer norms, conversions, Python).
     """
     from classifier.cpu_bf16 import PackedLinear
-    from classifier.encoder import available_cpus, layer_stack
+    from classifier.encoder import layer_stack
 
     stack = layer_stack(encoder.model)
     layers = [m for m in (stack or encoder.model).modules() if isinstance(m, torch.nn.Linear | PackedLinear)]
@@ -146,27 +124,38 @@ def products_gflops(encoder: Encoder, token_counts: Sequence[int], seconds: floa
         (n, width, kind): torch.randn(n, width, device=encoder.device, dtype=kind)
         for n in set(rows) for width, kind in {(layer.in_features, dtype(layer)) for layer in layers}
     }
-    flops = sum(2 * n * layer.in_features * layer.out_features for n in rows for layer in layers)
 
-    def products() -> tuple[int, float]:
+    def one_pass() -> None:
+        for n in rows:
+            for layer in layers:
+                layer(inputs[n, layer.in_features, dtype(layer)])
+
+    flops = sum(2 * n * layer.in_features * layer.out_features for n in rows for layer in layers)
+    return _gflops_on_lanes(encoder, one_pass, flops, seconds)
+
+
+def _gflops_on_lanes(encoder: Encoder, work: Callable[[], object], flops: float, seconds: float) -> float:
+    """GFLOP/s of ``work`` (``flops`` each time) repeated for about ``seconds`` after one untimed run (kernel
+    selection, packing buffers): at once on every CPU lane of the encoder, or on its device."""
+    from classifier.encoder import available_cpus
+
+    def repeat() -> tuple[int, float]:
         with torch.inference_mode():
-            def one_pass() -> None:
-                for n in rows:
-                    for layer in layers:
-                        layer(inputs[n, layer.in_features, dtype(layer)])
+            def once() -> None:
+                work()
                 if encoder.device.type == "cuda":
                     torch.cuda.synchronize(encoder.device)
 
-            one_pass()  # kernel selection for every shape outside the timing
+            once()
             count, started = 0, time.perf_counter()
             while count == 0 or time.perf_counter() - started < seconds:
-                one_pass()
+                once()
                 count += 1
             return count, time.perf_counter() - started
 
     lanes = encoder.cpu_lanes()
     if lanes is None:
-        count, elapsed = products()
+        count, elapsed = repeat()
         return count * flops / elapsed / 1e9
-    runs = [future.result() for future in [lanes.submit(products) for _ in range(available_cpus())]]
+    runs = [future.result() for future in [lanes.submit(repeat) for _ in range(available_cpus())]]
     return sum(count for count, _ in runs) * flops / max(elapsed for _, elapsed in runs) / 1e9
