@@ -81,10 +81,10 @@ def run_bench(options: BenchOptions, config: ClassifierConfig, worker: WorkerCon
                 "peak_gflops": round(matmul_peak_gflops(encoder, MODE_DTYPES[encoder.mode]), 1),
                 "fp32_peak_gflops": round(matmul_peak_gflops(encoder, MODE_DTYPES["fp32"]), 1),
             }
-            result |= measure(subject, texts, worker, cache_dir, config.cache_size_mb, int8=options.int8,
-                              fp32_twin=lambda: fp32_twin(subject, model_name, config))
-            result["model_vs_peak"] = round(result["gflops"] / result["peak_gflops"], 3)
             token_counts = [len(ids) for ids in encoder.token_lengths(texts)]
+            result |= measure(subject, texts, token_counts, worker, cache_dir, config.cache_size_mb,
+                              int8=options.int8, fp32_twin=lambda: fp32_twin(subject, model_name, config))
+            result["model_vs_peak"] = round(result["gflops"] / result["peak_gflops"], 3)
             if (own := products_gflops(encoder, token_counts)) is not None:
                 result |= {"products_gflops": round(own, 1), "model_vs_products": round(result["gflops"] / own, 3)}
             if options.inference_url:

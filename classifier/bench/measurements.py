@@ -134,16 +134,17 @@ def naive_pass(
     return seconds, probabilities
 
 
-def measure(subject: BenchSubject, texts: list[str], config: WorkerConfig, cache_dir: Path, cache_size_mb: int,
-            int8: bool = False, fp32_twin: Callable[[], Encoder | None] = lambda: None) -> dict[str, Any]:
+def measure(subject: BenchSubject, texts: list[str], token_counts: Sequence[int], config: WorkerConfig,
+            cache_dir: Path, cache_size_mb: int, int8: bool = False,
+            fp32_twin: Callable[[], Encoder | None] = lambda: None) -> dict[str, Any]:
     """Naive vs worker vs cache hits, the worker in fp32 (``fp32_twin`` loads the subject's encoder in fp32 when it
     runs a faster mode) and with ``int8`` in int8, as the bench's JSON figures.
 
-    ``rss_mb`` is the peak before the fp32 twin loads: what the bot's process holds with the same burst.
+    ``token_counts``: each text's token count, for the FLOPs. ``rss_mb`` is the peak before the fp32 twin loads:
+    what the bot's process holds with the same burst.
     """
     classifier = subject.classifier
     encoder, head = subject.encoder, classifier.head
-    token_counts = [len(ids) for ids in encoder.token_lengths(texts)]
     flops = model_flops(encoder, token_counts)
 
     # warm-up: both code paths, outside the cache

@@ -24,11 +24,6 @@ from tests.support.helpers import MOODBOT, REPO_ROOT, free_port
 
 START_TIMEOUT_S = 180.0
 STOP_TIMEOUT_S = 60.0
-PORT_ATTEMPTS = 3
-
-
-class PortTakenError(RuntimeError):
-    """Another process took the port between choosing it and ``moodbot serve`` binding it."""
 
 
 class InferenceServer:
@@ -38,8 +33,6 @@ class InferenceServer:
         self.folder = folder
         self.env = env
         self.port = port or free_port()
-        #: A port of our choosing may move to another free one if it is taken before the first start binds it.
-        self._port_may_move = port is None
         self.process: subprocess.Popen[bytes] | None = None
         self.startup_s = 0.0
 
@@ -53,18 +46,7 @@ class InferenceServer:
 
     def start(self) -> InferenceServer:
         """Start and return once ``GET /v1/info`` answers (``startup_s``: how long that took)."""
-        for _ in range(PORT_ATTEMPTS - 1):
-            try:
-                return self._start()
-            except PortTakenError:
-                if not self._port_may_move:
-                    raise
-                self.port = free_port()
-        return self._start()
-
-    def _start(self) -> InferenceServer:
         self.folder.mkdir(parents=True, exist_ok=True)
-        log_start = self.log.stat().st_size if self.log.exists() else 0
         started = time.monotonic()
         with self.log.open("ab") as log:
             self.process = subprocess.Popen(
@@ -74,12 +56,10 @@ class InferenceServer:
         while not self._answers():
             if self.process.poll() is not None or time.monotonic() - started > START_TIMEOUT_S:
                 self.stop()
-                tail = self.log.read_bytes()[log_start:].decode(errors="replace")[-3000:]
-                error = PortTakenError if "Address already in use" in tail else RuntimeError
-                raise error(f"moodbot serve did not start on port {self.port}:\n{tail}")
+                tail = self.log.read_text(errors="replace")[-3000:]
+                raise RuntimeError(f"moodbot serve did not start on port {self.port}:\n{tail}")
             time.sleep(0.2)
         self.startup_s = time.monotonic() - started
-        self._port_may_move = False  # a restart must come back where the bots expect it
         return self
 
     def _answers(self) -> bool:
