@@ -41,8 +41,10 @@ FLAG_THRESHOLD = 0.6  # per-guild threshold written to the store: every CLEAR_NE
 #: A log line that shows an unhandled exception or an ERROR record.
 PROBLEM = re.compile(
     r"^Traceback \(most recent call last\)|^\S*(Error|Exception)\b|Task exception was never retrieved"
-    r"|Unhandled exception| (ERROR|CRITICAL) "
+    r"|Unhandled exception| (ERROR|CRITICAL) |Ignoring exception"
 )
+#: discord.py's warnings that the event loop starves the gateway: heartbeat acks late, or heartbeats blocked.
+GATEWAY_BEHIND = re.compile(r"Can't keep up|heartbeat blocked for more than")
 
 
 def make_text(index: int, negative: bool, tag: str = "") -> str:
@@ -410,6 +412,10 @@ class BotProcess:
     def problems(self) -> list[str]:
         """Log lines that show an unhandled exception or an ERROR record."""
         return [line for line in self.log_text().splitlines() if PROBLEM.search(line)]
+
+    def gateway_warnings(self) -> list[str]:
+        """Log lines in which discord.py says the event loop kept the gateway waiting."""
+        return [line for line in self.log_text().splitlines() if GATEWAY_BEHIND.search(line)]
 
 
 def read_flags(database: Path) -> list[dict[str, Any]]:
