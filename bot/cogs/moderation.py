@@ -214,23 +214,19 @@ class Moderation(commands.Cog):
             text=message.content,
             vector=prediction.vector,
             namespace=self.bot.worker.classifier.encoder.cache_namespace,
+            claim_post_s=POST_CLAIM_SECONDS if config.modlog_channel_id is not None else None,
         )
         if stored is None:
             log.debug("message %d is already flagged", message.id)
             return
         log.info("flag %d raised on message %d (p_negative %.3f)", stored.id, message.id, stored.p_negative)
-        await self.post_flag(stored, config.modlog_channel_id)
-
-    async def post_flag(self, flag: Flag, modlog_channel_id: int | None) -> None:
-        """Post a stored flag to the mod-log channel and remember the message.
-
-        Only the holder of the flag's post claim posts it, so a card is posted once however many processes try;
-        a failed post is retried by :meth:`post_unposted`.
-        """
-        if modlog_channel_id is not None and await self.bot.store.claim_post(flag.id, POST_CLAIM_SECONDS):
-            await self._post_claimed(flag, modlog_channel_id)
+        if config.modlog_channel_id is not None:
+            await self._post_claimed(stored, config.modlog_channel_id)
 
     async def _post_claimed(self, flag: Flag, modlog_channel_id: int) -> None:
+        """Post a flag whose post claim this process holds (taken as it stored the flag, or by the re-poster) and
+        record the card; only the claim's holder posts, so a card is posted once however many processes try, and a
+        failed post is retried by :meth:`post_unposted`."""
         channel = self.bot.get_partial_messageable(modlog_channel_id, guild_id=flag.guild_id)
         try:
             async with asyncio.timeout(POST_TIMEOUT_SECONDS):

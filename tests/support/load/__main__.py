@@ -28,7 +28,8 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory(prefix="moodbot-load-") as tmp:
         workdir = args.workdir or Path(tmp)
         result = run_load(workdir, messages=args.messages, channels=args.channels, burst=args.burst, gap_s=args.gap,
-                          max_rss_mb=args.max_rss_mb, distinct_texts=args.distinct_texts, bot_env=bot_env, log=lambda m: print(m, file=sys.stderr, flush=True))
+                          max_rss_mb=args.max_rss_mb, distinct_texts=args.distinct_texts, bot_env=bot_env,
+                          log=lambda m: print(m, file=sys.stderr, flush=True))
         print(json.dumps(result.figures, indent=1))
         for failure in result.failures:
             print(f"FAIL: {failure}", file=sys.stderr)

@@ -211,6 +211,8 @@ def run_load(
 
         code = bot.stop()
         result.figures["exit_code"] = code
+        result.figures.update(bot.closing_figures())
+        result.check("loop_lag_max_ms" in result.figures, "the bot logged no event loop lag when it closed")
         result.check(code == 0, f"the bot exited with {code} on SIGTERM")
         problems = bot.problems()
         result.check(not problems, f"errors/tracebacks in the bot's log: {problems[:5]}")
