@@ -3,18 +3,18 @@ an ``AutoShardedBot`` that runs the configured shards of several processes."""
 
 from __future__ import annotations
 
-import asyncio
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable
-from contextlib import asynccontextmanager
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import discord
 from discord import app_commands
 from discord.ext import commands
 
+from bot.admission import MessageAdmission
 from bot.command_sync import sync_if_changed
 from bot.identify import IdentifyGate
+from bot.loop_lag import LoopLagMonitor
 from bot.settings import Settings
 from bot.sharding import ShardConfig
 from bot.store import AsyncStore
@@ -80,8 +80,12 @@ class MoodTree(app_commands.CommandTree["MoodBot"]):
 
 
 class MoodBot(commands.Bot):
-    """Loads the cogs and syncs app commands when they changed; on close, lets in-flight messages finish (no flag is
-    lost)."""
+    """Loads the cogs and syncs app commands when they changed; on close, lets admitted messages finish (no flag is
+    lost) for up to ``DRAIN_SECONDS``.
+
+    Messages go through :attr:`admission` (a bounded backlog served by ``settings.message_concurrency`` handlers,
+    started by the messages cog), and :attr:`loop_lag` measures the event loop from the end of start-up on.
+    """
 
     def __init__(
         self,
@@ -107,28 +111,19 @@ class MoodBot(commands.Bot):
         self.message_content = message_content
         self.message_consumers: list[MessageConsumer] = []
         self.accepting_messages = True
-        self._handling = 0
-        self._idle = asyncio.Event()
-        self._idle.set()
+        self.admission = MessageAdmission(concurrency=settings.message_concurrency, backlog=settings.message_backlog)
+        self.loop_lag = LoopLagMonitor()
 
-    @asynccontextmanager
-    async def handling_message(self) -> AsyncIterator[None]:
-        """Mark a message as in flight until the block ends; :meth:`close` waits for these."""
-        self._handling += 1
-        self._idle.clear()
-        try:
-            yield
-        finally:
-            self._handling -= 1
-            if self._handling == 0:
-                self._idle.set()
+    async def on_message(self, message: discord.Message, /) -> None:
+        """Nothing: moodbot has no prefix commands, so a message costs no command parsing (the cogs listen)."""
 
     async def close(self) -> None:
         self.accepting_messages = False
-        try:
-            await asyncio.wait_for(self._idle.wait(), DRAIN_SECONDS)
-        except TimeoutError:
-            log.warning("closing with %d messages still being handled", self._handling)
+        left = await self.admission.drain(DRAIN_SECONDS)
+        if left:
+            log.warning("closing with %d messages still being handled", left)
+        log.info("messages: %s", self.admission.stats)
+        await self.loop_lag.stop()
         await super().close()
 
     def owns_guild(self, guild_id: int) -> bool:
@@ -142,6 +137,7 @@ class MoodBot(commands.Bot):
         synced = await sync_if_changed(self.tree, self.store, self.application_id)
         if synced is not None:
             log.info("loaded %d extensions, synced %d application commands", len(EXTENSIONS), synced)
+        self.loop_lag.start()
 
     async def on_ready(self) -> None:
         assert self.user is not None

@@ -16,6 +16,7 @@ from urllib.parse import urlsplit
 
 from dotenv import dotenv_values
 
+from bot.admission import DEFAULT_BACKLOG, DEFAULT_CONCURRENCY
 from bot.sharding import ShardConfig, parse_count, parse_ids
 from classifier.config import (
     DEFAULT_FLAG_THRESHOLD,
@@ -60,6 +61,8 @@ class Settings:
     inference_url: str | None = ClassifierConfig.inference_url
     inference_timeout_s: float = ClassifierConfig.inference_timeout_s
     queue_size: int = WorkerConfig.queue_size
+    message_concurrency: int = DEFAULT_CONCURRENCY  # messages handled at once (the rest wait in the backlog)
+    message_backlog: int = DEFAULT_BACKLOG  # messages waiting for a handler at most (beyond: their events wait)
     flag_threshold: float = DEFAULT_FLAG_THRESHOLD
     discord_api_base: str = DEFAULT_API_BASE
     discord_gateway_url: str = DEFAULT_GATEWAY_URL
@@ -223,6 +226,8 @@ def load_settings(environ: Mapping[str, str] | None = None, dotenv_path: str | P
         inference_url=get("MOODBOT_INFERENCE_URL", _url("http", "https"), None),
         inference_timeout_s=get("MOODBOT_INFERENCE_TIMEOUT_S", _float(0.1, 3600.0), Settings.inference_timeout_s),
         queue_size=get("MOODBOT_QUEUE_SIZE", _int(1), Settings.queue_size),
+        message_concurrency=get("MOODBOT_MESSAGE_CONCURRENCY", _int(1, 10_000), Settings.message_concurrency),
+        message_backlog=get("MOODBOT_MESSAGE_BACKLOG", _int(1, 1_000_000), Settings.message_backlog),
         flag_threshold=get("MOODBOT_FLAG_THRESHOLD", _float(*FLAG_THRESHOLD_RANGE), Settings.flag_threshold),
         discord_api_base=get("DISCORD_API_BASE", _url("http", "https"), DEFAULT_API_BASE).rstrip("/"),
         discord_gateway_url=get("DISCORD_GATEWAY_URL", _url("ws", "wss"), DEFAULT_GATEWAY_URL),

@@ -66,6 +66,8 @@ def test_env_example_is_a_valid_configuration() -> None:
         ("MOODBOT_MAX_WAIT_MS", "soon"),
         ("MOODBOT_CACHE_SIZE_MB", "0"),
         ("MOODBOT_QUEUE_SIZE", "-5"),
+        ("MOODBOT_MESSAGE_CONCURRENCY", "0"),
+        ("MOODBOT_MESSAGE_BACKLOG", "many"),
         ("MOODBOT_FLAG_THRESHOLD", "2"),
         ("MOODBOT_QUANTIZE", "int4"),
         ("MOODBOT_LOG_LEVEL", "loud"),

@@ -33,8 +33,12 @@ class Messages(commands.Cog):
     def __init__(self, bot: MoodBot) -> None:
         self.bot = bot
 
+    async def cog_load(self) -> None:
+        self.bot.admission.start(self.handle)
+
     @commands.Cog.listener()
     async def on_message(self, message: discord.Message) -> None:
+        """Admit the message (waiting while the backlog is full): the work itself runs in :meth:`handle`."""
         if (
             message.guild is None
             or message.author.bot
@@ -42,24 +46,26 @@ class Messages(commands.Cog):
             or not self.bot.accepting_messages
         ):
             return
-        async with self.bot.handling_message():
-            config = await self.bot.store.guild_config(message.guild.id)
-            if message.channel.id in config.disabled_channels or await self.bot.store.is_opted_out(message.author.id):
-                return
-            flag = wants_flagging(config, message)
-            live = message.channel.id in config.live_channels
-            if not (flag or live) or not message.content:
-                return
-            try:
-                prediction = await self.bot.worker.classify(message.content)
-            except EmptyTextError:
-                return
-            except (ClassificationError, WorkerClosedError) as error:
-                log.warning("message %s not classified: %s", message.id, error)
-                return
-            await asyncio.gather(
-                *(consumer(message, prediction, flag, live) for consumer in self.bot.message_consumers)
-            )
+        await self.bot.admission.submit(message)
+
+    async def handle(self, message: discord.Message) -> None:
+        """Classify an admitted message once and hand it on; settings and opt-outs come from the store's cache."""
+        assert message.guild is not None
+        config = await self.bot.store.guild_config(message.guild.id)
+        if message.channel.id in config.disabled_channels or await self.bot.store.is_opted_out(message.author.id):
+            return
+        flag = wants_flagging(config, message)
+        live = message.channel.id in config.live_channels
+        if not (flag or live) or not message.content:
+            return
+        try:
+            prediction = await self.bot.worker.classify(message.content)
+        except EmptyTextError:
+            return
+        except (ClassificationError, WorkerClosedError) as error:
+            log.warning("message %s not classified: %s", message.id, error)
+            return
+        await asyncio.gather(*(consumer(message, prediction, flag, live) for consumer in self.bot.message_consumers))
 
 
 async def setup(bot: MoodBot) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
 import logging
 import re
 import time
@@ -20,7 +21,9 @@ log = logging.getLogger(__name__)
 
 PAGE_SIZE = 5
 REPOST_INTERVAL_SECONDS = 10.0
-REPOST_HISTORY_LIMIT = 200
+#: The re-poster reads the mod-log back to this long before the flag was stored (clock skew between this host and
+#: Discord): every card of the flag is newer, however many cards a burst posted after it.
+CARD_LOOKBACK = dt.timedelta(minutes=2)
 #: A post claim outlives the post it covers (bounded by POST_TIMEOUT_SECONDS), so that while this process lives no
 #: other one posts the same card; if this process dies, the claim lapses and another re-poster takes over.
 POST_CLAIM_SECONDS = 30.0
@@ -214,23 +217,19 @@ class Moderation(commands.Cog):
             text=message.content,
             vector=prediction.vector,
             namespace=self.bot.worker.classifier.encoder.cache_namespace,
+            claim_post_s=POST_CLAIM_SECONDS if config.modlog_channel_id is not None else None,
         )
         if stored is None:
             log.debug("message %d is already flagged", message.id)
             return
         log.info("flag %d raised on message %d (p_negative %.3f)", stored.id, message.id, stored.p_negative)
-        await self.post_flag(stored, config.modlog_channel_id)
-
-    async def post_flag(self, flag: Flag, modlog_channel_id: int | None) -> None:
-        """Post a stored flag to the mod-log channel and remember the message.
-
-        Only the holder of the flag's post claim posts it, so a card is posted once however many processes try;
-        a failed post is retried by :meth:`post_unposted`.
-        """
-        if modlog_channel_id is not None and await self.bot.store.claim_post(flag.id, POST_CLAIM_SECONDS):
-            await self._post_claimed(flag, modlog_channel_id)
+        if config.modlog_channel_id is not None:
+            await self._post_claimed(stored, config.modlog_channel_id)
 
     async def _post_claimed(self, flag: Flag, modlog_channel_id: int) -> None:
+        """Post a flag whose post claim this process holds (taken as it stored the flag, or by the re-poster) and
+        record the card; only the claim's holder posts, so a card is posted once however many processes try, and a
+        failed post is retried by :meth:`post_unposted`."""
         channel = self.bot.get_partial_messageable(modlog_channel_id, guild_id=flag.guild_id)
         try:
             async with asyncio.timeout(POST_TIMEOUT_SECONDS):
@@ -257,7 +256,8 @@ class Moderation(commands.Cog):
         posted twice.
         """
         up_to, self._repost_up_to = self._repost_up_to, await self.bot.store.last_flag_id()
-        cards: dict[int, tuple[float, dict[int, int]]] = {}  # mod-log channel -> (read at, flag id -> card message id)
+        # mod-log channel -> (read at, read back to, flag id -> card message id)
+        cards: dict[int, tuple[float, dt.datetime, dict[int, int]]] = {}
         recovered = 0
         for flag in await self.bot.store.unposted_flags(up_to):
             if not self.bot.owns_guild(flag.guild_id):
@@ -265,9 +265,11 @@ class Moderation(commands.Cog):
             channel_id = (await self.bot.store.guild_config(flag.guild_id)).modlog_channel_id
             if channel_id is None or not await self.bot.store.claim_post(flag.id, POST_CLAIM_SECONDS):
                 continue
-            read_at, already = cards.get(channel_id, (float("-inf"), {}))
-            if time.monotonic() - read_at > CARDS_FRESH_SECONDS:
-                read_at, already = cards[channel_id] = time.monotonic(), await self._cards_in(channel_id, flag.guild_id)
+            since = flag.created_at - CARD_LOOKBACK
+            read_at, read_since, already = cards.get(channel_id, (float("-inf"), since, {}))
+            if time.monotonic() - read_at > CARDS_FRESH_SECONDS or since < read_since:
+                read_at, already = time.monotonic(), await self._cards_in(channel_id, flag.guild_id, since)
+                cards[channel_id] = read_at, since, already
             if flag.id in already:
                 await self.bot.store.mark_posted(flag.id, channel_id, already[flag.id])
             else:
@@ -285,12 +287,13 @@ class Moderation(commands.Cog):
         log.error("posting unposted flags failed; retrying in %.0f s", REPOST_INTERVAL_SECONDS, exc_info=error)
         self.post_unposted.restart()
 
-    async def _cards_in(self, channel_id: int, guild_id: int) -> dict[int, int]:
-        """Flag id -> message id of the bot's recent flag cards in a mod-log channel (empty if unreadable)."""
+    async def _cards_in(self, channel_id: int, guild_id: int, since: dt.datetime) -> dict[int, int]:
+        """Flag id -> message id of the bot's flag cards posted in a mod-log channel since ``since`` (empty if
+        unreadable): all of them, not the latest few, since a burst may post thousands after the one looked for."""
         channel = self.bot.get_partial_messageable(channel_id, guild_id=guild_id)
         cards: dict[int, int] = {}
         try:
-            async for message in channel.history(limit=REPOST_HISTORY_LIMIT):
+            async for message in channel.history(limit=None, after=since):
                 if self.bot.user is None or message.author.id != self.bot.user.id:
                     continue
                 for row in message.components:

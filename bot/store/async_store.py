@@ -1,12 +1,14 @@
 """The bot's state on the event loop: guild settings, opt-outs, flags, their review history and moderator feedback.
 
-Several processes may share one database, so nothing is cached in memory: every check reads through (an opt-out
-or a setting changed by one process holds in every other at its next message), and every guarantee is a single
-conditional statement the database arbitrates: a flag is stored before it is posted, one process at a time holds
-the claim to post its card, and a review applies only to the status the moderator saw. Every write is one
-transaction, and runs to its end even when its caller is cancelled (a shutdown between posting a card and
-recording it); :meth:`AsyncStore.close` waits for it. Feedback keeps the flagged message's feature vector (raw
-little-endian float32) and a label, never its text.
+Several processes may share one database. Guild settings and opt-outs, read for every message, are kept per
+process for under a second (:mod:`bot.store.read_cache`): a change made by any process holds in every other
+within that time, and a burst costs one read per guild or batch of members instead of two per message. Every
+guarantee is a single conditional statement the database arbitrates: a flag is stored before it is posted, one
+process at a time holds the claim to post its card, and a review applies only to the status the moderator saw.
+Every write is one transaction, is retried when it failed for a passing reason (:mod:`bot.store.retry`), and runs
+to its end even when its caller is cancelled (a shutdown between posting a card and recording it);
+:meth:`AsyncStore.close` waits for it. Feedback keeps the flagged message's feature vector (raw little-endian
+float32) and a label, never its text.
 """
 
 from __future__ import annotations
@@ -37,6 +39,8 @@ from bot.store.models import (
     ReviewAction,
     excerpt,
 )
+from bot.store.read_cache import DEFAULT_TTL_S, ReadCache
+from bot.store.retry import retrying
 from bot.store.schema import (
     app_state,
     exempt_roles,
@@ -90,7 +94,9 @@ _GUILD_CONFIG = sa.union_all(
         exempt_roles.c.guild_id == _GUILD
     ),
 )
-_OPTED_OUT = sa.select(optouts.c.user_id).where(optouts.c.user_id == sa.bindparam("user_id"))
+_OPTED_OUT = sa.select(optouts.c.user_id).where(optouts.c.user_id.in_(sa.bindparam("user_ids", expanding=True)))
+#: Members looked up in one opt-out query at most (a bound on the statement's size).
+OPT_OUT_CHUNK = 500
 
 
 def _flag(row: sa.Row) -> Flag:
@@ -123,11 +129,11 @@ def _review(row: sa.Row) -> Review:
 def _finishes(
     write: Callable[Concatenate[AsyncStore, P], Coroutine[Any, Any, T]],
 ) -> Callable[Concatenate[AsyncStore, P], Coroutine[Any, Any, T]]:
-    """Run the write as its own task, so that cancelling the caller cannot cut it short."""
+    """Run the write as its own task, so that cancelling the caller cannot cut it short; retry transient failures."""
 
     @functools.wraps(write)
     async def run(store: AsyncStore, *args: P.args, **kwargs: P.kwargs) -> T:
-        task = asyncio.ensure_future(write(store, *args, **kwargs))
+        task = asyncio.ensure_future(retrying(lambda: write(store, *args, **kwargs), write.__name__))
         store._writes.add(task)
         task.add_done_callback(store._write_done)
         return await asyncio.shield(task)
@@ -136,9 +142,18 @@ def _finishes(
 
 
 class AsyncStore:
-    """The database behind one engine; :meth:`open` migrates it first."""
+    """The database behind one engine; :meth:`open` migrates it first.
 
-    def __init__(self, engine: AsyncEngine, default_threshold: float = DEFAULT_FLAG_THRESHOLD) -> None:
+    ``settings_ttl_s`` is how long this process keeps a guild's settings and a member's opt-out (under a second:
+    the cross-process guarantee).
+    """
+
+    def __init__(
+        self,
+        engine: AsyncEngine,
+        default_threshold: float = DEFAULT_FLAG_THRESHOLD,
+        settings_ttl_s: float = DEFAULT_TTL_S,
+    ) -> None:
         self.engine = engine
         self.default_threshold = default_threshold
         self._writes: set[asyncio.Future[Any]] = set()
@@ -151,6 +166,8 @@ class AsyncStore:
         self._insert: Callable[[sa.Table], sqlite.Insert | postgresql.Insert] = (
             sqlite.insert if engine.dialect.name == "sqlite" else postgresql.insert
         )
+        self.guild_configs: ReadCache[int, GuildConfig] = ReadCache(self._load_guild_configs, ttl_s=settings_ttl_s)
+        self.opt_outs: ReadCache[int, bool] = ReadCache(self._load_opt_outs, ttl_s=settings_ttl_s)
 
     @classmethod
     async def open(
@@ -201,8 +218,15 @@ class AsyncStore:
     # guild settings
 
     async def guild_config(self, guild_id: int) -> GuildConfig:
-        async with self._read() as db:
-            return await self._guild_config(db, guild_id)
+        """The guild's settings, at most ``settings_ttl_s`` old (current after a change through this store)."""
+        return await self.guild_configs.get(guild_id)
+
+    async def _load_guild_configs(self, guild_ids: list[int]) -> dict[int, GuildConfig]:
+        async def read() -> dict[int, GuildConfig]:
+            async with self._read() as db:
+                return {guild_id: await self._guild_config(db, guild_id) for guild_id in guild_ids}
+
+        return await retrying(read, "reading guild settings")
 
     async def _guild_config(self, db: AsyncConnection, guild_id: int) -> GuildConfig:
         settings, channels, roles = None, [], set()
@@ -239,9 +263,12 @@ class AsyncStore:
         statement = statement.on_conflict_do_update(
             index_elements=[guild_settings.c.guild_id], set_={name: statement.excluded[name] for name in values}
         )
-        async with self._write() as db:
-            await db.execute(statement)
-            return await self._guild_config(db, guild_id)
+        try:
+            async with self._write() as db:
+                await db.execute(statement)
+                return await self._guild_config(db, guild_id)
+        finally:
+            self.guild_configs.invalidate([guild_id])
 
     @_finishes
     async def set_channel(self, guild_id: int, channel_id: int, kind: ChannelKind | str, enabled: bool) -> GuildConfig:
@@ -249,38 +276,59 @@ class AsyncStore:
         if kind not in set(ChannelKind):
             raise ValueError(f"unknown channel kind {kind!r}: expected one of {', '.join(ChannelKind)}")
         key = {"guild_id": guild_id, "channel_id": channel_id, "kind": ChannelKind(kind).value}
-        async with self._write() as db:
-            if enabled:
-                await db.execute(self._insert(guild_channels).values(key).on_conflict_do_nothing())
-            else:
-                await db.execute(sa.delete(guild_channels).filter_by(**key))
-            return await self._guild_config(db, guild_id)
+        try:
+            async with self._write() as db:
+                if enabled:
+                    await db.execute(self._insert(guild_channels).values(key).on_conflict_do_nothing())
+                else:
+                    await db.execute(sa.delete(guild_channels).filter_by(**key))
+                return await self._guild_config(db, guild_id)
+        finally:
+            self.guild_configs.invalidate([guild_id])
 
     @_finishes
     async def set_exempt_role(self, guild_id: int, role_id: int, exempt: bool) -> GuildConfig:
         key = {"guild_id": guild_id, "role_id": role_id}
-        async with self._write() as db:
-            if exempt:
-                await db.execute(self._insert(exempt_roles).values(key).on_conflict_do_nothing())
-            else:
-                await db.execute(sa.delete(exempt_roles).filter_by(**key))
-            return await self._guild_config(db, guild_id)
+        try:
+            async with self._write() as db:
+                if exempt:
+                    await db.execute(self._insert(exempt_roles).values(key).on_conflict_do_nothing())
+                else:
+                    await db.execute(sa.delete(exempt_roles).filter_by(**key))
+                return await self._guild_config(db, guild_id)
+        finally:
+            self.guild_configs.invalidate([guild_id])
 
     # opt-outs
 
     async def is_opted_out(self, user_id: int) -> bool:
-        async with self._read() as db:
-            return (await db.execute(_OPTED_OUT, {"user_id": user_id})).first() is not None
+        """Whether the member opted out, at most ``settings_ttl_s`` ago (current after a change through this store)."""
+        return await self.opt_outs.get(user_id)
+
+    async def _load_opt_outs(self, user_ids: list[int]) -> dict[int, bool]:
+        async def read() -> set[int]:
+            found: set[int] = set()
+            async with self._read() as db:
+                for start in range(0, len(user_ids), OPT_OUT_CHUNK):
+                    chunk = user_ids[start : start + OPT_OUT_CHUNK]
+                    found.update((await db.execute(_OPTED_OUT, {"user_ids": chunk})).scalars())
+            return found
+
+        opted_out = await retrying(read, "reading opt-outs")
+        return {user_id: user_id in opted_out for user_id in user_ids}
 
     @_finishes
     async def set_opt_out(self, user_id: int, opted_out: bool) -> None:
-        async with self._write() as db:
-            if opted_out:
-                await db.execute(
-                    self._insert(optouts).values(user_id=user_id, created_at=utcnow()).on_conflict_do_nothing()
-                )
-            else:
-                await db.execute(sa.delete(optouts).where(optouts.c.user_id == user_id))
+        try:
+            async with self._write() as db:
+                if opted_out:
+                    await db.execute(
+                        self._insert(optouts).values(user_id=user_id, created_at=utcnow()).on_conflict_do_nothing()
+                    )
+                else:
+                    await db.execute(sa.delete(optouts).where(optouts.c.user_id == user_id))
+        finally:
+            self.opt_outs.invalidate([user_id])
 
     # state shared by the processes
 
@@ -317,8 +365,15 @@ class AsyncStore:
         text: str,
         vector: np.ndarray,
         namespace: str,
+        claim_post_s: float | None = None,
     ) -> Flag | None:
-        """Store a new open flag; ``None`` when this message is already flagged (a replayed event)."""
+        """Store a new open flag; ``None`` when this message is already flagged (a replayed event).
+
+        ``claim_post_s``: the caller also takes the flag's post claim (:meth:`claim_post`) for that long, in the same
+        statement: one transaction, and one disk sync, fewer per flag.
+        """
+        now = utcnow()
+        claimed_until = now + dt.timedelta(seconds=claim_post_s) if claim_post_s is not None else None
         statement = (
             self._insert(flags)
             .values(
@@ -328,9 +383,10 @@ class AsyncStore:
                 author_id=author_id,
                 p_negative=float(p_negative),
                 excerpt=excerpt(text),
-                created_at=utcnow(),
+                created_at=now,
                 vector=np.ascontiguousarray(vector, dtype="<f4").tobytes(),
                 namespace=namespace,
+                post_claimed_until=claimed_until,
             )
             .on_conflict_do_nothing(index_elements=[flags.c.guild_id, flags.c.message_id])
             .returning(*_FLAG_COLUMNS)

@@ -241,6 +241,33 @@ async def test_buttons_work_after_restart_and_unposted_flags_are_posted(
     assert store.flag(crashed.id).modlog_message_id == posts[1].id
 
 
+async def test_a_card_posted_before_a_crash_is_found_behind_hundreds_of_newer_ones(
+    fake_discord, seeded_guild, configure, open_store, start_bot
+) -> None:
+    """A post that timed out may still have reached Discord; a burst then posts many cards after it. The re-poster
+    reads the mod-log back to the flag's time, not just the latest cards, so it records that card instead of
+    posting a second one."""
+    configure(modlog_channel_id=seeded_guild.mod_log_id, flag_threshold=THRESHOLD)
+    with open_store() as store:
+        flag = store.add_flag(
+            guild_id=seeded_guild.guild_id, channel_id=seeded_guild.general_id, message_id=515151,
+            author_id=seeded_guild.member_id, p_negative=0.97, text="posted, then the bot crashed",
+            vector=np.ones(384, np.float32), namespace="ns",
+        )
+    button = {"type": 2, "style": 4, "label": "Dismiss", "custom_id": f"moodbot:flag:dismiss:{flag.id}"}
+    card = await fake_discord.create_message(
+        seeded_guild.mod_log_id, fake_discord.bot_user.id,
+        {"content": "", "components": [{"type": 1, "components": [button]}]},
+    )
+    for index in range(250):  # the burst's later cards (of other flags)
+        await fake_discord.create_message(seeded_guild.mod_log_id, fake_discord.bot_user.id, {"content": f"{index}"})
+    store = open_store()
+    async with start_bot():
+        await poll_until(lambda: store.flag(flag.id).modlog_message_id is not None, WAIT, interval=0.2)
+    assert store.flag(flag.id).modlog_message_id == card.id
+    assert len(fake_discord.bot_messages_in(seeded_guild.mod_log_id)) == 251  # nothing posted again
+
+
 async def test_flagged_lists_and_pages_for_moderators_only(
     fake_discord, seeded_guild, configure, open_store, start_bot
 ) -> None:

@@ -161,7 +161,7 @@ async def test_stopping_lets_messages_in_flight_finish(
             seeded_guild.general_id, seeded_guild.member_id, "the most awful, hateful update in history, I hate it"
         )
         await fake_discord.wait_until(
-            lambda: service.bot._handling > 0 or fake_discord.bot_messages_in(seeded_guild.mod_log_id), WAIT
+            lambda: service.bot.admission.pending > 0 or fake_discord.bot_messages_in(seeded_guild.mod_log_id), WAIT
         )
     [flag] = open_store().flags(seeded_guild.guild_id)[0]  # stopped while classifying: still stored and posted
     assert flag.modlog_message_id is not None and len(fake_discord.bot_messages_in(seeded_guild.mod_log_id)) == 1

@@ -135,23 +135,29 @@ def test_shards_log_in_by_turns_and_listen_on_loopback_only(cluster: Cluster, fi
     figures["rss_idle_mib"] = rss_mib(cluster)
 
 
-def test_an_opt_out_through_shard_0_holds_on_shard_1_at_once(cluster: Cluster, figures: dict[str, Any]) -> None:
+def test_an_opt_out_through_shard_0_holds_on_shard_1_within_a_second(cluster: Cluster, figures: dict[str, Any]) -> None:
+    """Each process keeps opt-outs for 0.5 s: shard 1, which has just read the member's (not opted out), respects the
+    opt-out made through shard 0 for a message sent 1 s after it was answered."""
     assert cluster.discord is not None
     server, (guild0, guild1) = cluster.discord, cluster.discord.guilds
     member, witness = cluster.users[1], cluster.users[0]
+    warm = server.send(guild1.load_channels[0], member, make_text(0, False, "OPT"))["data"]["id"]
+    poll_until_blocking(lambda: warm in server.report()["reactions"], 30, "shard 1 to classify the member")
     answer = server.slash(guild0, member, "privacy", subcommand="optout")
     answered = time.monotonic()
     assert answer["callback"]["flags"] & 64 and "opted out" in answer["callback"]["data"]["content"]
+    time.sleep(max(0.0, 1.0 - (time.monotonic() - answered)))
     hidden = server.send(guild1.load_channels[0], member, make_text(1, True, "OPT"))["data"]["id"]
     sent_after = time.monotonic() - answered
     seen = server.send(guild1.load_channels[0], witness, make_text(2, True, "OPT"))["data"]["id"]
     poll_until_blocking(lambda: seen in server.report()["reactions"], 30, "shard 1 to classify the witness")
     time.sleep(0.5)
-    assert hidden not in server.report()["reactions"] and sent_after < 1.0
+    assert hidden not in server.report()["reactions"] and sent_after < 1.2
     assert int(hidden) not in {row["message_id"] for row in cluster.flags()}
 
-    # and back: an opt-in through shard 1 holds on shard 0
+    # and back: an opt-in through shard 1 holds on shard 0 within a second
     assert "opted in" in server.slash(guild1, member, "privacy", subcommand="optin")["callback"]["data"]["content"]
+    time.sleep(1.0)
     again = server.send(guild0.load_channels[0], member, make_text(3, False, "OPT"))["data"]["id"]
     poll_until_blocking(lambda: again in server.report()["reactions"], 30, "shard 0 to classify after the opt-in")
     figures["opt_out_to_next_message_s"] = round(sent_after, 3)

@@ -31,6 +31,10 @@ from tests.support.load.harness import (
 VECTOR_BYTES = LogisticHead.load(MINILM.head_path).dim * 4  # float32 features of the shipped head's encoder
 
 
+class BotFailedError(RuntimeError):
+    """The bot logged an error or a traceback: waiting on is pointless."""
+
+
 @dataclass
 class LoadResult:
     figures: dict[str, Any] = field(default_factory=dict)
@@ -51,12 +55,24 @@ def run_load(
     negative_every: int = 3,
     max_rss_mb: float = 2500.0,
     drain_timeout_s: float | None = None,
+    distinct_texts: int | None = None,
+    bot_env: dict[str, str] | None = None,
     log: Any = print,
 ) -> LoadResult:
-    """Start server and bot, send ``messages`` in bursts of ``burst``, verify, stop; always cleans up."""
+    """Start server and bot, send ``messages`` in bursts of ``burst``, verify, stop; always cleans up.
+
+    ``distinct_texts`` (a multiple of ``negative_every``) repeats that many texts, so that after the first of each the
+    model answers from its cache and the burst loads the store and the event loop instead. ``bot_env`` adds to the
+    bot's environment (e.g. a small ``MOODBOT_DATABASE_POOL_SIZE``). The wait for the
+    classifications ends early when the bot logs an error: a message it failed on would never come.
+    """
+    if distinct_texts is not None and distinct_texts % negative_every:
+        raise ValueError(f"distinct_texts={distinct_texts} is not a multiple of negative_every={negative_every}")
     result = LoadResult()
     server = FakeServer(workdir, channels=channels)
-    bot = BotProcess(server, workdir / "bot" / "data", workdir / "bot" / "cache", workdir / "bot.log")
+    bot = BotProcess(
+        server, workdir / "bot" / "data", workdir / "bot" / "cache", workdir / "bot.log", extra_env=bot_env or {}
+    )
     try:
         opted_out = server.users[-1]
         prepare_store(
@@ -80,7 +96,7 @@ def run_load(
                 (
                     server.load_channels[index % channels],
                     server.users[(index // channels) % len(server.users)],
-                    make_text(index, negative, "L"),
+                    make_text(index % (distinct_texts or messages), negative, "L"),
                     negative,
                 )
             )
@@ -101,6 +117,8 @@ def run_load(
         timeout = drain_timeout_s or max(120.0, messages / 10)
 
         def drained() -> dict[str, Any] | None:
+            if problems := bot.problems():
+                raise BotFailedError(f"the bot logged {len(problems)} errors while draining: {problems[:3]}")
             report = server.report()
             done = sum(1 for m in eligible if str(m) in report["reactions"])
             posts = len(flag_posts(report, server.mod_log))
@@ -110,7 +128,7 @@ def run_load(
             report = poll_until_blocking(
                 drained, timeout, "every message classified and every flag posted", interval=1.0
             )
-        except TimeoutError as error:
+        except (TimeoutError, BotFailedError) as error:
             result.failures.append(str(error))
             report = server.report()
         time.sleep(1.0)  # let any duplicate show up
@@ -193,9 +211,13 @@ def run_load(
 
         code = bot.stop()
         result.figures["exit_code"] = code
+        result.figures.update(bot.closing_figures())
+        result.check("loop_lag_max_ms" in result.figures, "the bot logged no event loop lag when it closed")
         result.check(code == 0, f"the bot exited with {code} on SIGTERM")
         problems = bot.problems()
         result.check(not problems, f"errors/tracebacks in the bot's log: {problems[:5]}")
+        lagging = bot.gateway_warnings()
+        result.check(not lagging, f"the gateway fell behind: {lagging[:3]}")
     except Exception as error:  # report what we have, never leave processes behind
         result.failures.append(f"{error.__class__.__name__}: {error}")
     finally:

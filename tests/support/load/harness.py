@@ -41,8 +41,13 @@ FLAG_THRESHOLD = 0.6  # per-guild threshold written to the store: every CLEAR_NE
 #: A log line that shows an unhandled exception or an ERROR record.
 PROBLEM = re.compile(
     r"^Traceback \(most recent call last\)|^\S*(Error|Exception)\b|Task exception was never retrieved"
-    r"|Unhandled exception| (ERROR|CRITICAL) "
+    r"|Unhandled exception| (ERROR|CRITICAL) |Ignoring exception"
 )
+#: What the bot logs when it closes (bot/loop_lag.py, bot/client.py): its event loop's lag and its message backlog.
+LOOP_LAG = re.compile(r"event loop lag: max (?P<max>[\d.]+) ms, p99 (?P<p99>[\d.]+) ms, p50 (?P<p50>[\d.]+) ms")
+BACKLOG = re.compile(r"peak_backlog=(?P<peak>\d+), peak_backlog_text_bytes=(?P<bytes>\d+)")
+#: discord.py's warnings that the event loop starves the gateway: heartbeat acks late, or heartbeats blocked.
+GATEWAY_BEHIND = re.compile(r"Can't keep up|heartbeat blocked for more than")
 
 
 def make_text(index: int, negative: bool, tag: str = "") -> str:
@@ -410,6 +415,23 @@ class BotProcess:
     def problems(self) -> list[str]:
         """Log lines that show an unhandled exception or an ERROR record."""
         return [line for line in self.log_text().splitlines() if PROBLEM.search(line)]
+
+    def closing_figures(self) -> dict[str, float]:
+        """The loop lag (ms) and the peak message backlog the bot logged when it closed (empty before)."""
+        figures: dict[str, float] = {}
+        text = self.log_text()
+        if lags := list(LOOP_LAG.finditer(text)):
+            lag = lags[-1]
+            figures |= {"loop_lag_max_ms": float(lag["max"]), "loop_lag_p99_ms": float(lag["p99"]),
+                        "loop_lag_p50_ms": float(lag["p50"])}
+        if backlogs := list(BACKLOG.finditer(text)):
+            figures |= {"backlog_peak": int(backlogs[-1]["peak"]),
+                        "backlog_peak_text_kib": round(int(backlogs[-1]["bytes"]) / 1024)}
+        return figures
+
+    def gateway_warnings(self) -> list[str]:
+        """Log lines in which discord.py says the event loop kept the gateway waiting."""
+        return [line for line in self.log_text().splitlines() if GATEWAY_BEHIND.search(line)]
 
 
 def read_flags(database: Path) -> list[dict[str, Any]]:
