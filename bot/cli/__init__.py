@@ -15,7 +15,7 @@ from typing import Protocol, cast
 
 from bot.settings import Settings, SettingsError, load_settings
 
-COMMANDS = ("run", "console", "classify", "evaluate", "train", "bench", "cache", "db", "serve")
+COMMANDS = ("run", "console", "classify", "evaluate", "train", "bench", "cache", "db", "serve", "dashboard")
 
 
 class Command(Protocol):
