@@ -15,8 +15,9 @@ from bot.store.history import MoodCounts, hour_start  # noqa: E402
 COLOURS = {"negative": "#d9534f", "neutral": "#9aa0a6", "positive": "#4caf50"}
 
 
-def history_chart(hours: Mapping[int, MoodCounts], title: str) -> bytes:
-    """Mean mood per hour (line, -1 to 1) over stacked message counts per class (bars)."""
+def history_chart(hours: Mapping[int, MoodCounts], first_hour: int, last_hour: int, title: str) -> bytes:
+    """Mean mood per hour (line, -1 to 1) over stacked message counts per class (bars), from ``first_hour`` to
+    ``last_hour`` inclusive (so an empty stretch shows as empty, not squeezed out)."""
     figure = Figure(figsize=(9, 4.2), dpi=100)
     mood_axes, count_axes = figure.subplots(2, 1, sharex=True, height_ratios=[3, 2])
     times = [hour_start(hour) for hour in hours]
@@ -31,6 +32,7 @@ def history_chart(hours: Mapping[int, MoodCounts], title: str) -> bytes:
         count_axes.legend(loc="upper left", fontsize=8, ncols=3)
     else:
         mood_axes.text(0.5, 0.5, "no messages in this period", ha="center", va="center", transform=mood_axes.transAxes)
+    count_axes.set_xlim(hour_start(first_hour), hour_start(last_hour + 1))
     mood_axes.axhline(0.0, color="grey", linestyle="--", linewidth=1)
     mood_axes.set(ylim=(-1.05, 1.05), ylabel="mean mood", title=title)
     count_axes.set(ylabel="messages", xlabel="hour (UTC)")

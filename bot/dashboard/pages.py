@@ -110,18 +110,18 @@ async def overview(request: web.Request) -> web.Response:
     return await render(request, "overview.html", context)
 
 
-async def _hourly(request: web.Request) -> tuple[GuildAccess, str, dict[int, MoodCounts]]:
+async def _hourly(request: web.Request) -> tuple[GuildAccess, str, int, dict[int, MoodCounts]]:
     _, access = await guild_page(request)
     access.require_manage_guild()
     chosen = _range(request)
     since = hour_of(dt.datetime.now(dt.UTC)) - RANGES[chosen] + 1
-    return access, chosen, await request.app[STORES].history.by_hour(access.guild.id, since)
+    return access, chosen, since, await request.app[STORES].history.by_hour(access.guild.id, since)
 
 
 @routes.get("/g/{guild_id}/history.json")
 async def history_json(request: web.Request) -> web.Response:
     """The numbers behind the chart, per hour."""
-    _, chosen, hours = await _hourly(request)
+    _, chosen, _, hours = await _hourly(request)
     return web.json_response({
         "range": chosen,
         "hours": [
@@ -135,8 +135,8 @@ async def history_json(request: web.Request) -> web.Response:
 
 @routes.get("/g/{guild_id}/chart.png")
 async def chart(request: web.Request) -> web.Response:
-    access, chosen, hours = await _hourly(request)
-    png = history_chart(hours, f"{access.guild.name}: mood over the last {chosen}")
+    access, chosen, since, hours = await _hourly(request)
+    png = history_chart(hours, since, since + RANGES[chosen] - 1, f"{access.guild.name}: mood over the last {chosen}")
     return web.Response(body=png, content_type="image/png", headers={"Cache-Control": "private, max-age=60"})
 
 

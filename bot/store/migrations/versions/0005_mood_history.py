@@ -17,15 +17,14 @@ depends_on = None
 
 
 def upgrade() -> None:
-    op.add_column(
-        "guild_settings",
-        sa.Column(
-            "history",
-            sa.Boolean(create_constraint=True, name="guild_settings_history"),
-            nullable=False,
-            server_default=sa.true(),
-        ),
-    )
+    if op.get_bind().dialect.name == "sqlite":  # ADD COLUMN keeps the table (a batch copy would drop unnamed
+        # CHECKs of files written before Alembic); Alembic's add_column would leave the boolean's CHECK out
+        op.execute(
+            "ALTER TABLE guild_settings ADD COLUMN history BOOLEAN NOT NULL DEFAULT 1 "
+            "CONSTRAINT guild_settings_history CHECK (history IN (0, 1))"
+        )
+    else:
+        op.add_column("guild_settings", sa.Column("history", sa.Boolean, nullable=False, server_default=sa.true()))
     op.create_table(
         "mood_history",
         sa.Column("guild_id", Snowflake, primary_key=True, autoincrement=False),
