@@ -57,7 +57,9 @@ class HistoryRecorder:
         async with self._flushing:
             batch, self._pending = self._pending, {}
             try:
-                return await self.history.add(batch.items())
+                written = await self.history.add(batch.items())
+                log.debug("wrote %d mood-history rows", written)
+                return written
             except (OSError, sa.exc.SQLAlchemyError) as error:
                 log.warning("could not write %d mood-history rows (kept for the next flush): %s", len(batch), error)
                 for key, counts in batch.items():

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import cast
+
 import discord
 from discord.ext import commands
 
@@ -30,9 +32,9 @@ class History(commands.Cog):
 
 
 def recorder_cog(bot: commands.Bot) -> History | None:
-    """The loaded history cog, if any."""
-    cog = bot.get_cog(History.__cog_name__)
-    return cog if isinstance(cog, History) else None
+    """The loaded history cog, if any (by name: discord.py loads an extension as a module object of its own, so the
+    class an importer sees may not be the loaded one)."""
+    return cast("History | None", bot.get_cog("History"))
 
 
 async def setup(bot: MoodBot) -> None:
