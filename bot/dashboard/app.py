@@ -57,9 +57,7 @@ async def error_pages(request: web.Request, handler: Handler) -> web.StreamRespo
 
 
 async def _error(request: web.Request, status: int, message: str) -> web.Response:
-    return aiohttp_jinja2.render_template(
-        "error.html", request, {"status": status, "message": message}, status=status
-    )
+    return await pages.render(request, "error.html", {"status": status, "message": message}, status=status)
 
 
 def create_app(settings: Settings, store: AsyncStore, client: discord.Client) -> web.Application:

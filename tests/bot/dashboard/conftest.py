@@ -7,6 +7,7 @@ from dataclasses import replace
 from typing import Any
 
 import pytest
+from cryptography.fernet import Fernet
 
 from bot.runner import BotService
 from bot.settings import DashboardSettings, Settings
@@ -25,7 +26,10 @@ def chromium() -> Iterator[Chromium]:
 @pytest.fixture
 def dashboard_settings(settings: Settings) -> Settings:
     """The bot's settings with the dashboard on a free loopback port (OAuth against the fake Discord)."""
-    return replace(settings, dashboard=DashboardSettings(port=free_port(), client_secret=CLIENT_SECRET))
+    dashboard = DashboardSettings(
+        port=free_port(), client_secret=CLIENT_SECRET, session_key=Fernet.generate_key().decode()
+    )
+    return replace(settings, dashboard=dashboard)
 
 
 @pytest.fixture
