@@ -78,8 +78,9 @@ async def test_a_forged_missing_or_replayed_state_is_refused(
         async def attacker(page: Page) -> dict:
             answers = {}
             await page.goto(base + "/login", wait_until="commit")  # this browser has a state of its own
-            stolen = urlsplit(stolen_callback).query
-            for name, query in {"forged": "code=abc&state=forged", "missing": "code=abc", "other session": stolen}.items():
+            queries = {"forged": "code=abc&state=forged", "missing": "code=abc"}
+            queries["other session"] = urlsplit(stolen_callback).query
+            for name, query in queries.items():
                 response = await page.goto(f"{base}/oauth/callback?{query}")
                 answers[name] = (response.status, await page.locator("#error-message").inner_text())
             await page.goto(base + "/")  # a real login in this browser still works afterwards
