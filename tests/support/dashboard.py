@@ -45,9 +45,10 @@ def add_flags(database: Path, guild_id: int, channel_id: int, author_id: int, ex
     """Open flags on made-up message ids, straight into the bot's database (before the bot starts)."""
     flags = []
     with Store.open_sync(database) as store:
+        first_message_id = 10_000 + store.last_flag_id()
         for index, text in enumerate(excerpts):
             flag = store.add_flag(
-                guild_id=guild_id, channel_id=channel_id, message_id=10_000 + index + guild_id % 1000 * 100,
+                guild_id=guild_id, channel_id=channel_id, message_id=first_message_id + index,
                 author_id=author_id, p_negative=0.9, text=text, vector=np.zeros(8, np.float32), namespace="test",
             )
             assert flag is not None
