@@ -252,6 +252,8 @@ async def test_a_dashboard_review_racing_a_discord_click_applies_once(
         base = base_of(service)
         store = service.bot.store
         await fake_discord.send_message(seeded_guild.general_id, seeded_guild.member_id, NEGATIVE_MESSAGE)
+        # the model call may take long on a busy machine: wait well past WAIT
+        await fake_discord.wait_until(lambda: fake_discord.bot_messages_in(seeded_guild.mod_log_id), 4 * WAIT)
         [card] = await mod_log_posts(fake_discord, seeded_guild.mod_log_id, 1)
         card_path = f"/channels/{seeded_guild.mod_log_id}/messages/{card.id}"
         reader = open_store()
