@@ -3,8 +3,11 @@ cookie flags, same-site redirects only, and permissions read live at every reque
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import json
+import os
+import signal
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
@@ -12,7 +15,10 @@ from cryptography.fernet import Fernet
 from playwright.async_api import Page
 
 from bot.dashboard.app import SESSION_COOKIE
-from tests.support.dashboard import csrf_token, post_form, screenshot
+from bot.store import FlagStatus, Store
+from tests.support.dashboard import add_flags, csrf_token, post_form, screenshot
+from tests.support.fake_discord.oauth import CLIENT_SECRET
+from tests.support.helpers import MOODBOT, REPO_ROOT, TOKEN, WAIT, clean_environ, free_port
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -142,3 +148,49 @@ async def test_losing_the_permission_takes_effect_on_the_next_click(
 
         statuses = await chromium.run(both)
     assert statuses == (200, 403)
+
+
+async def test_the_dashboard_runs_as_its_own_process(chromium, fake_discord, seeded_guild, tmp_path) -> None:
+    """``moodbot dashboard``: no gateway connection, Discord over REST with the bot token, the bot's database."""
+    fake_discord.oauth.authorizing_user_id = seeded_guild.moderator_id
+    data_dir = tmp_path / "var"
+    [flag] = add_flags(data_dir / "moodbot.sqlite3", seeded_guild.guild_id, seeded_guild.general_id,
+                       seeded_guild.member_id, ["you are all terrible"])
+    port = free_port()
+    env = {**clean_environ(), "DISCORD_TOKEN": TOKEN, "DISCORD_API_BASE": fake_discord.api_base,
+           "MOODBOT_DATA_DIR": str(data_dir), "MOODBOT_DASHBOARD_PORT": str(port),
+           "DISCORD_CLIENT_SECRET": CLIENT_SECRET, "MOODBOT_LOG_LEVEL": "info"}
+    process = await asyncio.create_subprocess_exec(
+        str(MOODBOT), "--env-file", os.devnull + ".absent", "dashboard", env=env, cwd=REPO_ROOT,
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
+    )
+    base = f"http://127.0.0.1:{port}"
+    try:
+        async def listening() -> None:
+            while True:
+                try:
+                    _, writer = await asyncio.open_connection("127.0.0.1", port)
+                    writer.close()
+                    return
+                except OSError:
+                    assert process.returncode is None, "moodbot dashboard exited"
+                    await asyncio.sleep(0.1)
+
+        await asyncio.wait_for(listening(), 4 * WAIT)
+
+        async def steps(page: Page) -> list[str]:
+            await page.goto(f"{base}/g/{seeded_guild.guild_id}/queue")
+            await page.get_by_role("button", name="Dismiss").click()
+            await page.wait_for_load_state()
+            return await page.locator(".flash").all_inner_texts()
+
+        notes = await chromium.run(steps)
+    finally:
+        process.send_signal(signal.SIGTERM)
+        output = (await asyncio.wait_for(process.communicate(), WAIT))[0].decode(errors="replace")
+    assert notes == [f"Flag #{flag.id} dismissed."], output
+    assert process.returncode == 0, output
+    assert TOKEN not in output and "dashboard listening on" in output
+    assert fake_discord.gateway.identify_count == 0  # it never opened a gateway connection
+    with Store.open_sync(data_dir / "moodbot.sqlite3") as store:
+        assert [r.new_status for r in store.reviews(flag.id)] == [FlagStatus.DISMISSED]
