@@ -227,7 +227,7 @@ async def save_settings(request: web.Request) -> web.StreamResponse:
     access.require_manage_guild()
     store = request.app[STORES].main
     wanted = settings_form.parse(await request.post(), access)
-    changes = await settings_form.apply(store, access.guild.id, await store.guild_config(access.guild.id), wanted)
+    changes = await settings_form.apply(store, access, await store.guild_config(access.guild.id), wanted)
     for change in changes:
         await request.app[STORES].dashboard.audit(access.guild.id, user.id, user.name, "settings", change)
     await flash(request, "Saved: " + "; ".join(changes) + "." if changes else "Nothing changed.")

@@ -61,13 +61,20 @@ def parse(form: Mapping[str, Any], access: GuildAccess) -> WantedSettings:
     )
 
 
-async def apply(store: AsyncStore, guild_id: int, current: GuildConfig, wanted: WantedSettings) -> list[str]:
+def _role_name(access: GuildAccess, role_id: int) -> str:
+    role = access.guild.get_role(role_id)
+    return f"@{role.name}" if role is not None else f"role {role_id} (deleted)"
+
+
+async def apply(store: AsyncStore, access: GuildAccess, current: GuildConfig, wanted: WantedSettings) -> list[str]:
     """Write what differs from ``current``; returns one line per change, for the audit log."""
+    guild_id = access.guild.id
     changes = []
     values: dict[str, object] = {}
     if wanted.modlog_channel_id != current.modlog_channel_id:
         values["modlog_channel_id"] = wanted.modlog_channel_id
-        changes.append(f"mod-log channel → {wanted.modlog_channel_id or 'none'}")
+        shown = access.channel_name(wanted.modlog_channel_id) if wanted.modlog_channel_id else "none"
+        changes.append(f"mod-log channel → {shown}")
     if wanted.flag_threshold is not None and wanted.flag_threshold != current.flag_threshold:
         values["flag_threshold"] = wanted.flag_threshold
         changes.append(f"flag threshold → {wanted.flag_threshold:.2f}")
@@ -83,8 +90,10 @@ async def apply(store: AsyncStore, guild_id: int, current: GuildConfig, wanted: 
     ):
         for channel_id in sorted(now ^ then):
             await store.set_channel(guild_id, channel_id, kind, channel_id in now)
-            changes.append(f"{kind.value} channel {channel_id} {'added' if channel_id in now else 'removed'}")
+            changes.append(f"{kind.value} channel {access.channel_name(channel_id)} "
+                           f"{'added' if channel_id in now else 'removed'}")
     for role_id in sorted(wanted.exempt_roles ^ current.exempt_roles):
         await store.set_exempt_role(guild_id, role_id, role_id in wanted.exempt_roles)
-        changes.append(f"exempt role {role_id} {'added' if role_id in wanted.exempt_roles else 'removed'}")
+        changes.append(f"exempt role {_role_name(access, role_id)} "
+                       f"{'added' if role_id in wanted.exempt_roles else 'removed'}")
     return changes
