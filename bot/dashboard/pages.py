@@ -205,8 +205,13 @@ async def review_flag(request: web.Request) -> web.StreamResponse:
             access.guild.id, user.id, user.name, "review",
             f"flag #{flag.id} in {access.channel_name(flag.channel_id)}: {seen.value} → {outcome.flag.status.value}",
         )
-    await flash(request, outcome.message)
-    raise web.HTTPSeeOther(safe_next(str(form.get("back", "")), f"/g/{access.guild.id}/queue"))
+    back = safe_next(str(form.get("back", "")), f"/g/{access.guild.id}/queue")
+    if request.headers.get("HX-Request") == "true":  # the queue's buttons: swap the flag's row in place
+        context = {"access": access, "flag": outcome.flag, "note": outcome.message, "actions": list(ReviewAction),
+                   "back": back, "csrf_token": csrf_token(await get_session(request))}
+        return aiohttp_jinja2.render_template("_flag_row.html", request, context)
+    await flash(request, outcome.message)  # without JavaScript: the form posts, the queue reloads with the note
+    raise web.HTTPSeeOther(back)
 
 
 @routes.get("/g/{guild_id}/settings")

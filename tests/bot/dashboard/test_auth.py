@@ -181,8 +181,8 @@ async def test_the_dashboard_runs_as_its_own_process(chromium, fake_discord, see
         async def steps(page: Page) -> list[str]:
             await page.goto(f"{base}/g/{seeded_guild.guild_id}/queue")
             await page.get_by_role("button", name="Dismiss").click()
-            await page.wait_for_load_state()
-            return await page.locator(".flash").all_inner_texts()
+            await page.locator("#flags .note").wait_for()
+            return await page.locator("#flags .note").all_inner_texts()
 
         notes = await chromium.run(steps)
     finally:
