@@ -41,14 +41,18 @@ async def post_form(page: Page, base: str, path: str, form: dict[str, Any], **he
     )
 
 
-def add_flags(database: Path, guild_id: int, channel_id: int, author_id: int, excerpts: list[str]) -> list[Flag]:
-    """Open flags on made-up message ids, straight into the bot's database (before the bot starts)."""
+def add_flags(
+    database: Path, guild_id: int, channel_id: int, author_id: int, excerpts: list[str],
+    message_ids: list[int] | None = None,
+) -> list[Flag]:
+    """Open flags straight into the bot's database (before the bot starts), on made-up message ids unless given."""
     flags = []
     with Store.open_sync(database) as store:
         first_message_id = 10_000 + store.last_flag_id()
-        for index, text in enumerate(excerpts):
+        ids = message_ids or [first_message_id + index for index in range(len(excerpts))]
+        for text, message_id in zip(excerpts, ids, strict=True):
             flag = store.add_flag(
-                guild_id=guild_id, channel_id=channel_id, message_id=first_message_id + index,
+                guild_id=guild_id, channel_id=channel_id, message_id=message_id,
                 author_id=author_id, p_negative=0.9, text=text, vector=np.zeros(8, np.float32), namespace="test",
             )
             assert flag is not None

@@ -126,6 +126,31 @@ async def test_queue_escapes_excerpts_and_pages(
     assert seen["injected"] == 0 and seen["xss"] and seen["dialogs"] == []
 
 
+async def test_delete_from_the_dashboard_removes_the_message(
+    chromium, start_dashboard, settings, fake_discord, seeded_guild
+) -> None:
+    fake_discord.oauth.authorizing_user_id = seeded_guild.moderator_id
+    rude = await fake_discord.send_message(seeded_guild.general_id, seeded_guild.member_id, "you are all idiots")
+    [flag] = add_flags(settings.database_path, seeded_guild.guild_id, seeded_guild.general_id,
+                       seeded_guild.member_id, [rude.content], message_ids=[rude.id])
+    async with start_dashboard() as service:
+        base = base_of(service)
+
+        async def steps(page: Page) -> dict:
+            await page.goto(f"{base}/g/{seeded_guild.guild_id}/queue?status=all")
+            await page.get_by_role("button", name="Delete").click()
+            await page.locator("#flags .note").wait_for()
+            row = page.locator(f"#flag-{flag.id}")
+            return {"note": await row.locator(".note").inner_text(),
+                    "status": await row.locator(".status").inner_text(),
+                    "delete_disabled": await row.get_by_role("button", name="Delete").is_disabled()}
+
+        seen = await chromium.run(steps)
+        stored = await service.bot.store.flag(flag.id)
+    assert seen == {"note": f"Flag #{flag.id} deleted.", "status": "deleted", "delete_disabled": True}
+    assert fake_discord.message(rude.id).deleted and stored.status is FlagStatus.DELETED
+
+
 async def test_another_guilds_flag_id_is_refused(
     chromium, start_dashboard, settings, fake_discord, seeded_guild
 ) -> None:
