@@ -19,6 +19,10 @@ class NoAccessError(Exception):
     """The user may not do this here: the message is shown to them."""
 
 
+class DiscordUnavailableError(Exception):
+    """Discord did not answer the live permission check: nothing is shown or done without it."""
+
+
 @dataclass(frozen=True)
 class GuildAccess:
     guild: discord.Guild
@@ -64,4 +68,7 @@ async def guild_access(client: discord.Client, guild_id: int, user_id: int) -> G
         channels = {channel.id: channel for channel in await guild.fetch_channels()}
     except (discord.NotFound, discord.Forbidden):
         return None
+    except (discord.HTTPException, OSError) as error:
+        log.warning("could not read guild %d from Discord: %s", guild_id, error)
+        raise DiscordUnavailableError("Discord did not answer; please try again in a moment.") from error
     return GuildAccess(guild, member, channels)

@@ -16,7 +16,7 @@ from aiohttp_session.cookie_storage import EncryptedCookieStorage
 from cryptography.fernet import Fernet
 
 from bot.dashboard import auth, pages
-from bot.dashboard.access import NoAccessError
+from bot.dashboard.access import DiscordUnavailableError, NoAccessError
 from bot.dashboard.csrf import csrf_middleware
 from bot.dashboard.keys import CONFIG, STORES, DiscordLogin, Stores
 from bot.dashboard.urls import DiscordUrls
@@ -47,6 +47,8 @@ async def error_pages(request: web.Request, handler: Handler) -> web.StreamRespo
         response = await handler(request)
     except NoAccessError as refused:
         response = await _error(request, 403, str(refused))
+    except DiscordUnavailableError as unavailable:
+        response = await _error(request, 502, str(unavailable))
     except web.HTTPException as error:
         if error.status < 400:
             raise

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from urllib.parse import urlencode
 
 import aiohttp
+import discord
 from aiohttp import web
 from aiohttp_session import get_session, new_session
 
@@ -23,6 +24,8 @@ from bot.dashboard.urls import safe_next
 log = logging.getLogger(__name__)
 
 SCOPES = "identify guilds"
+#: Guild-level bits that can make the dashboard useful to someone: the picker's first, coarse narrowing.
+USEFUL_PERMISSIONS = discord.Permissions(administrator=True, manage_guild=True, manage_messages=True).value
 STATE_KEY, NEXT_KEY = "oauth_state", "oauth_next"
 HTTP_TIMEOUT = aiohttp.ClientTimeout(total=15)
 
@@ -31,7 +34,7 @@ HTTP_TIMEOUT = aiohttp.ClientTimeout(total=15)
 class User:
     id: int
     name: str
-    guild_ids: tuple[int, ...]
+    guild_ids: tuple[int, ...]  # where the user had a useful permission at login: only narrows the picker
 
 
 async def current_user(request: web.Request) -> User | None:
@@ -114,4 +117,8 @@ async def _exchange(config: DiscordLogin, code: str, redirect: str) -> User:
             response.raise_for_status()
             guilds = await response.json()
     name = me.get("global_name") or me["username"]
-    return User(int(me["id"]), str(name), tuple(int(guild["id"]) for guild in guilds))
+    useful = tuple(
+        int(guild["id"]) for guild in guilds
+        if guild.get("owner") or int(guild.get("permissions", 0)) & USEFUL_PERMISSIONS
+    )
+    return User(int(me["id"]), str(name), useful)

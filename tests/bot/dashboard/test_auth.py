@@ -194,3 +194,23 @@ async def test_the_dashboard_runs_as_its_own_process(chromium, fake_discord, see
     assert fake_discord.gateway.identify_count == 0  # it never opened a gateway connection
     with Store.open_sync(data_dir / "moodbot.sqlite3") as store:
         assert [r.new_status for r in store.reviews(flag.id)] == [FlagStatus.DISMISSED]
+
+
+async def test_discord_refusing_the_permission_check_shows_an_error(
+    chromium, start_dashboard, fake_discord, seeded_guild
+) -> None:
+    """Without Discord's live answer nothing is shown: a clear error page, then the page works again."""
+    fake_discord.oauth.authorizing_user_id = seeded_guild.moderator_id
+    async with start_dashboard() as service:
+        base = base_of(service)
+
+        async def steps(page: Page) -> list[tuple[int, str]]:
+            await page.goto(base + "/")  # log in first
+            fake_discord.fail_next(status=400, method="GET", path=rf"/guilds/{seeded_guild.guild_id}/members/\d+")
+            failed = await page.goto(f"{base}/g/{seeded_guild.guild_id}/settings")
+            message = await page.locator("#error-message").inner_text()
+            again = await page.reload()
+            return [(failed.status, message), (again.status, await page.locator("h1").inner_text())]
+
+        seen = await chromium.run(steps)
+    assert seen == [(502, "Discord did not answer; please try again in a moment."), (200, "Settings")]
