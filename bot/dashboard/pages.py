@@ -7,6 +7,7 @@ in a URL or form (a flag, a channel, a role) is checked against that guild befor
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import logging
 from collections.abc import Mapping
@@ -80,11 +81,11 @@ def _range(request: web.Request) -> str:
 async def picker(request: web.Request) -> web.Response:
     user = await require_user(request)
     client = request.app[CONFIG].client
-    guilds = []
-    for guild_id in user.guild_ids:
-        access = await guild_access(client, guild_id, user.id)
-        if access is not None and (access.manage_guild or access.reviewable_channels):
-            guilds.append({"id": guild_id, "name": access.guild.name, "admin": access.manage_guild})
+    found = await asyncio.gather(*(guild_access(client, guild_id, user.id) for guild_id in user.guild_ids))
+    guilds = [
+        {"id": access.guild.id, "name": access.guild.name, "admin": access.manage_guild}
+        for access in found if access is not None and (access.manage_guild or access.reviewable_channels)
+    ]
     return await render(request, "picker.html", {"guilds": guilds})
 
 
