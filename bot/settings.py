@@ -37,6 +37,22 @@ class SettingsError(ValueError):
 
 
 @dataclass(frozen=True)
+class DashboardSettings:
+    """The web dashboard: where it listens, its public URL (OAuth redirect) and its OAuth2 client credentials."""
+
+    port: int | None = None  # None: `moodbot run` starts no dashboard
+    host: str = "127.0.0.1"
+    public_url: str | None = None  # None: http://HOST:PORT
+    client_id: int | None = None  # None: the bot's application id
+    client_secret: str | None = field(default=None, repr=False)
+    session_key: str | None = field(default=None, repr=False)  # a Fernet key; None: a new one per process
+
+    @property
+    def base_url(self) -> str:
+        return (self.public_url or f"http://{self.host}:{self.port}").rstrip("/")
+
+
+@dataclass(frozen=True)
 class Settings:
     """Validated runtime configuration. ``repr`` never shows the token."""
 
@@ -68,7 +84,7 @@ class Settings:
     database_pool_size: int | None = None  # connections per process; None: the store's default
     shards: ShardConfig | None = None  # None: one process on every shard (MOODBOT_SHARD_COUNT unset)
     history_days: int = 365  # mood-history retention
-    dashboard: DashboardSettings = field(default_factory=lambda: DashboardSettings())
+    dashboard: DashboardSettings = field(default_factory=DashboardSettings)
 
     def worker_config(self) -> WorkerConfig:
         """Batching limits and the shared cache tier for the classification worker."""
@@ -96,22 +112,6 @@ class Settings:
             max_batch_tokens=self.max_batch_tokens,
             inference_url=self.inference_url, inference_timeout_s=self.inference_timeout_s,
         )
-
-
-@dataclass(frozen=True)
-class DashboardSettings:
-    """The web dashboard: where it listens, its public URL (OAuth redirect) and its OAuth2 client credentials."""
-
-    port: int | None = None  # None: `moodbot run` starts no dashboard
-    host: str = "127.0.0.1"
-    public_url: str | None = None  # None: http://HOST:PORT
-    client_id: int | None = None  # None: the bot's application id
-    client_secret: str | None = field(default=None, repr=False)
-    session_key: str | None = field(default=None, repr=False)  # a Fernet key; None: a new one per process
-
-    @property
-    def base_url(self) -> str:
-        return (self.public_url or f"http://{self.host}:{self.port}").rstrip("/")
 
 
 def _fernet_key(raw: str) -> str:

@@ -56,7 +56,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except SettingsError as error:
         print(f"moodbot: error: {error}", file=sys.stderr)
         return 2
-    configure_logging(args.log_level or settings.log_level, secrets=[settings.discord_token])
+    configure_logging(
+        args.log_level or settings.log_level, secrets=[settings.discord_token, settings.dashboard.client_secret]
+    )
     from classifier.bundled import BundledModelError
     from classifier.data import DataFormatError
     from classifier.head import HeadError

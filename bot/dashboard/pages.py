@@ -154,10 +154,9 @@ def _queue_filter(request: web.Request, access: GuildAccess) -> tuple[FlagFilter
     query = request.query
     shown = {name: query.get(name, "") for name in ("status", "channel", "since", "until")}
     shown["status"] = shown["status"] or FlagStatus.OPEN.value
-    status = None if shown["status"] == "all" else FlagStatus(shown["status"]) if shown["status"] in set(
-        FlagStatus) else None
-    if status is None and shown["status"] != "all":
+    if shown["status"] != "all" and shown["status"] not in set(FlagStatus):
         raise web.HTTPBadRequest(text=f"status must be all or one of {', '.join(FlagStatus)}.")
+    status = None if shown["status"] == "all" else FlagStatus(shown["status"])
     channel_id = _int(shown["channel"], "channel") if shown["channel"] else None
     until = _day(shown["until"], "until")
     selection = FlagFilter(

@@ -190,7 +190,7 @@ async def test_the_dashboard_runs_as_its_own_process(chromium, fake_discord, see
         output = (await asyncio.wait_for(process.communicate(), WAIT))[0].decode(errors="replace")
     assert notes == [f"Flag #{flag.id} dismissed."], output
     assert process.returncode == 0, output
-    assert TOKEN not in output and "dashboard listening on" in output
+    assert TOKEN not in output and CLIENT_SECRET not in output and "dashboard listening on" in output
     assert fake_discord.gateway.identify_count == 0  # it never opened a gateway connection
     with Store.open_sync(data_dir / "moodbot.sqlite3") as store:
         assert [r.new_status for r in store.reviews(flag.id)] == [FlagStatus.DISMISSED]
