@@ -17,6 +17,7 @@ run: setup
 	$(VENV)/bin/moodbot run
 
 test: setup
+	tests/support/system_packages.sh chromium
 	$(PYTHON) -m pytest
 
 # The scale-out topology on this machine (PostgreSQL, Redis, Ray Serve, fake Discord, 2 shard processes): prints

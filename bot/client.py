@@ -30,6 +30,7 @@ MessageConsumer = Callable[[discord.Message, Prediction, bool, bool], Awaitable[
 
 EXTENSIONS = (
     "bot.cogs.messages",
+    "bot.cogs.history",
     "bot.cogs.moderation",
     "bot.cogs.live",
     "bot.cogs.sentiment",

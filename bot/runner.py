@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import signal
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import discord
 
@@ -16,7 +16,21 @@ from bot.store import AsyncStore
 from classifier.pipeline import SentimentClassifier
 from classifier.worker import BatchingWorker
 
+if TYPE_CHECKING:
+    from bot.dashboard.app import DashboardServer
+
 log = logging.getLogger(__name__)
+
+
+async def start_dashboard(settings: Settings, store: AsyncStore, client: discord.Client) -> DashboardServer | None:
+    """The embedded dashboard, when ``MOODBOT_DASHBOARD_PORT`` is set (imported only then)."""
+    if settings.dashboard.port is None:
+        return None
+    from bot.dashboard.app import DashboardServer
+
+    dashboard = DashboardServer(settings, store, client)
+    await dashboard.start()
+    return dashboard
 
 
 class BotService:
@@ -27,6 +41,7 @@ class BotService:
         self.classifier = classifier
         self.bot_options = bot_options  # extra discord.Client options, e.g. guild_ready_timeout
         self.bot: MoodBot | None = None
+        self.dashboard: DashboardServer | None = None  # with MOODBOT_DASHBOARD_PORT
 
     async def run(self, stop: asyncio.Event) -> None:
         """Serve; without the message-content intent (gateway close 4014), reconnect without it and keep serving."""
@@ -66,10 +81,13 @@ class BotService:
         async with bot:
             connection = asyncio.create_task(bot.start(self.settings.discord_token), name="moodbot-discord")
             stopping = asyncio.create_task(stop.wait(), name="moodbot-stop")
+            self.dashboard = await start_dashboard(self.settings, bot.store, bot)
             try:
                 await asyncio.wait({connection, stopping}, return_when=asyncio.FIRST_COMPLETED)
             finally:
                 stopping.cancel()
+                if self.dashboard is not None:
+                    await self.dashboard.stop()
                 if not connection.done():
                     log.info("shutting down")
                     await bot.close()

@@ -38,6 +38,22 @@ class SettingsError(ValueError):
 
 
 @dataclass(frozen=True)
+class DashboardSettings:
+    """The web dashboard: where it listens, its public URL (OAuth redirect) and its OAuth2 client credentials."""
+
+    port: int | None = None  # None: `moodbot run` starts no dashboard
+    host: str = "127.0.0.1"
+    public_url: str | None = None  # None: http://HOST:PORT
+    client_id: int | None = None  # None: the bot's application id
+    client_secret: str | None = field(default=None, repr=False)
+    session_key: str | None = field(default=None, repr=False)  # a Fernet key; None: a new one per process
+
+    @property
+    def base_url(self) -> str:
+        return (self.public_url or f"http://{self.host}:{self.port}").rstrip("/")
+
+
+@dataclass(frozen=True)
 class Settings:
     """Validated runtime configuration. ``repr`` never shows the token."""
 
@@ -70,6 +86,8 @@ class Settings:
     database_url: str | None = field(default=None, repr=False)  # may hold a password; None: database_path
     database_pool_size: int | None = None  # connections per process; None: the store's default
     shards: ShardConfig | None = None  # None: one process on every shard (MOODBOT_SHARD_COUNT unset)
+    history_days: int = 365  # mood-history retention
+    dashboard: DashboardSettings = field(default_factory=DashboardSettings)
 
     def worker_config(self) -> WorkerConfig:
         """Batching limits and the shared cache tier for the classification worker."""
@@ -97,6 +115,20 @@ class Settings:
             max_batch_tokens=self.max_batch_tokens,
             inference_url=self.inference_url, inference_timeout_s=self.inference_timeout_s,
         )
+
+
+def _fernet_key(raw: str) -> str:
+    """a Fernet key (32 url-safe base64-encoded bytes; cryptography.fernet.Fernet.generate_key())"""
+    import base64
+    import binascii
+
+    value = raw.strip()
+    try:
+        if len(base64.urlsafe_b64decode(value.encode())) == 32:
+            return value
+    except (binascii.Error, ValueError):
+        pass
+    raise ValueError
 
 
 def _int(low: int, high: int | None = None) -> Callable[[str], int]:
@@ -235,4 +267,13 @@ def load_settings(environ: Mapping[str, str] | None = None, dotenv_path: str | P
         database_url=get("MOODBOT_DATABASE_URL", _database_url, None),
         database_pool_size=get("MOODBOT_DATABASE_POOL_SIZE", _int(1, 1000), None),
         shards=shards,
+        history_days=get("MOODBOT_HISTORY_DAYS", _int(1, 36_500), Settings.history_days),
+        dashboard=DashboardSettings(
+            port=get("MOODBOT_DASHBOARD_PORT", _int(1, 65_535), None),
+            host=values.get("MOODBOT_DASHBOARD_HOST", "").strip() or DashboardSettings.host,
+            public_url=get("MOODBOT_DASHBOARD_URL", _url("http", "https"), None),
+            client_id=get("DISCORD_CLIENT_ID", _int(1), None),
+            client_secret=values.get("DISCORD_CLIENT_SECRET", "").strip() or None,
+            session_key=get("MOODBOT_DASHBOARD_SESSION_KEY", _fernet_key, None),
+        ),
     )

@@ -73,6 +73,11 @@ def test_env_example_is_a_valid_configuration() -> None:
         ("MOODBOT_LOG_LEVEL", "loud"),
         ("DISCORD_API_BASE", "ftp://example.com"),
         ("MOODBOT_HEAD", "/nonexistent/head.json"),
+        ("MOODBOT_HISTORY_DAYS", "0"),
+        ("MOODBOT_DASHBOARD_PORT", "70000"),
+        ("MOODBOT_DASHBOARD_URL", "dashboard.example.com"),
+        ("MOODBOT_DASHBOARD_SESSION_KEY", "not-a-fernet-key"),
+        ("DISCORD_CLIENT_ID", "me"),
     ],
 )
 def test_invalid_value_names_the_variable(name: str, value: str) -> None:
@@ -135,3 +140,18 @@ def test_invalid_shard_settings_name_the_variable(env: dict[str, str], name: str
         load_settings(env, dotenv_path=None)
     message = str(caught.value)
     assert message.startswith(f"{name}={env[name]!r} is invalid") and reason in message and "\n" not in message
+
+
+def test_dashboard_settings() -> None:
+    key = "A" * 43 + "="
+    settings = load_settings({
+        "MOODBOT_DASHBOARD_PORT": "8080", "MOODBOT_DASHBOARD_URL": "https://mood.example.com/",
+        "DISCORD_CLIENT_SECRET": "s3cret-value", "MOODBOT_DASHBOARD_SESSION_KEY": key, "MOODBOT_HISTORY_DAYS": "30",
+    }, dotenv_path=None)
+    dashboard = settings.dashboard
+    assert (dashboard.port, dashboard.host, dashboard.base_url) == (8080, "127.0.0.1", "https://mood.example.com")
+    assert (dashboard.session_key, settings.history_days) == (key, 30)
+    assert "s3cret-value" not in repr(settings) and key not in repr(settings)
+    assert load_settings({"MOODBOT_DASHBOARD_PORT": "9000"}, dotenv_path=None).dashboard.base_url == (
+        "http://127.0.0.1:9000"
+    )

@@ -15,7 +15,7 @@ from typing import Protocol, cast
 
 from bot.settings import Settings, SettingsError, load_settings
 
-COMMANDS = ("run", "console", "classify", "evaluate", "train", "bench", "cache", "db", "serve")
+COMMANDS = ("run", "console", "classify", "evaluate", "train", "bench", "cache", "db", "serve", "dashboard")
 
 
 class Command(Protocol):
@@ -56,7 +56,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except SettingsError as error:
         print(f"moodbot: error: {error}", file=sys.stderr)
         return 2
-    configure_logging(args.log_level or settings.log_level, secrets=[settings.discord_token])
+    configure_logging(
+        args.log_level or settings.log_level, secrets=[settings.discord_token, settings.dashboard.client_secret]
+    )
     from classifier.bundled import BundledModelError
     from classifier.data import DataFormatError
     from classifier.head import HeadError

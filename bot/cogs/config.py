@@ -30,6 +30,7 @@ def config_embed(config: GuildConfig) -> discord.Embed:
     )
     embed.add_field(name="Flag threshold", value=f"p(negative) ≥ {config.flag_threshold:.2f}")
     embed.add_field(name="Auto-flagging", value="on" if config.auto_flag else "off")
+    embed.add_field(name="Mood history", value="on" if config.history else "off")
     embed.add_field(name="Live-mode channels", value=_channels(config.live_channels), inline=False)
     embed.add_field(name="Disabled channels", value=_channels(config.disabled_channels), inline=False)
     embed.add_field(
@@ -87,6 +88,12 @@ class Config(commands.GroupCog, group_name="moodbot", group_description="moodbot
         assert interaction.guild_id is not None
         config = await self.bot.store.update_guild(interaction.guild_id, auto_flag=int(enabled))
         await self._answer(interaction, config, f"Auto-flagging {'on' if enabled else 'off'}.")
+
+    @config.command(name="history", description="Keep hourly mood aggregates (counts only, no text) for the dashboard")
+    async def history(self, interaction: discord.Interaction, enabled: bool) -> None:
+        assert interaction.guild_id is not None
+        config = await self.bot.store.update_guild(interaction.guild_id, history=enabled)
+        await self._answer(interaction, config, f"Mood history {'on' if enabled else 'off'}.")
 
     @config.command(name="live", description="React to each new message in a channel with its sentiment")
     async def live(self, interaction: discord.Interaction, channel: discord.TextChannel, enabled: bool) -> None:

@@ -9,6 +9,7 @@ import discord
 from discord.ext import commands
 
 from bot.client import MoodBot
+from bot.cogs.history import recorder_cog
 from bot.store import GuildConfig
 from classifier.text import EmptyTextError
 from classifier.worker import ClassificationError, WorkerClosedError
@@ -56,7 +57,8 @@ class Messages(commands.Cog):
             return
         flag = wants_flagging(config, message)
         live = message.channel.id in config.live_channels
-        if not (flag or live) or not message.content:
+        history = recorder_cog(self.bot) if config.history else None
+        if not (flag or live or history) or not message.content:
             return
         try:
             prediction = await self.bot.worker.classify(message.content)
@@ -65,6 +67,8 @@ class Messages(commands.Cog):
         except (ClassificationError, WorkerClosedError) as error:
             log.warning("message %s not classified: %s", message.id, error)
             return
+        if history is not None:
+            history.record(message, prediction)
         await asyncio.gather(*(consumer(message, prediction, flag, live) for consumer in self.bot.message_consumers))
 
 

@@ -59,7 +59,7 @@ log = logging.getLogger(__name__)
 P = ParamSpec("P")
 T = TypeVar("T")
 
-GUILD_SETTINGS = {"modlog_channel_id", "flag_threshold", "auto_flag"}
+GUILD_SETTINGS = {"modlog_channel_id", "flag_threshold", "auto_flag", "history"}
 CLOSE_TIMEOUT_SECONDS = 10.0
 _FLAG_COLUMNS = (
     flags.c.id,
@@ -86,11 +86,12 @@ _GUILD_CONFIG = sa.union_all(
         guild_settings.c.modlog_channel_id.label("id"),
         guild_settings.c.flag_threshold,
         guild_settings.c.auto_flag,
+        guild_settings.c.history,
     ).where(guild_settings.c.guild_id == _GUILD),
-    sa.select(guild_channels.c.kind, guild_channels.c.channel_id, sa.null(), sa.null()).where(
+    sa.select(guild_channels.c.kind, guild_channels.c.channel_id, sa.null(), sa.null(), sa.null()).where(
         guild_channels.c.guild_id == _GUILD
     ),
-    sa.select(sa.literal_column(f"'{_EXEMPT}'"), exempt_roles.c.role_id, sa.null(), sa.null()).where(
+    sa.select(sa.literal_column(f"'{_EXEMPT}'"), exempt_roles.c.role_id, sa.null(), sa.null(), sa.null()).where(
         exempt_roles.c.guild_id == _GUILD
     ),
 )
@@ -243,6 +244,7 @@ class AsyncStore:
             modlog_channel_id=settings.id if settings is not None else None,
             flag_threshold=threshold if threshold is not None else self.default_threshold,
             auto_flag=bool(settings.auto_flag) if settings is not None else True,
+            history=bool(settings.history) if settings is not None else True,
             live_channels=frozenset(c.id for c in channels if c.part == ChannelKind.LIVE),
             disabled_channels=frozenset(c.id for c in channels if c.part == ChannelKind.DISABLED),
             exempt_roles=frozenset(roles),
@@ -250,15 +252,17 @@ class AsyncStore:
 
     @_finishes
     async def update_guild(self, guild_id: int, **values: object) -> GuildConfig:
-        """Set ``modlog_channel_id``, ``flag_threshold`` (0.5 to 1.0, or None for the default) and/or ``auto_flag``."""
+        """Set ``modlog_channel_id``, ``flag_threshold`` (0.5 to 1.0, or None for the default), ``auto_flag`` and/or
+        ``history``."""
         if not values or not values.keys() <= GUILD_SETTINGS:
             raise ValueError(f"unknown guild settings: {sorted(set(values) - GUILD_SETTINGS)}")
         threshold = values.get("flag_threshold")
         low, high = FLAG_THRESHOLD_RANGE
         if threshold is not None and not low <= float(threshold) <= high:  # type: ignore[arg-type]
             raise ValueError(f"flag_threshold must be between {low} and {high}, not {threshold!r}")
-        if "auto_flag" in values:
-            values["auto_flag"] = bool(values["auto_flag"])
+        for switch in ("auto_flag", "history"):
+            if switch in values:
+                values[switch] = bool(values[switch])
         statement = self._insert(guild_settings).values(guild_id=guild_id, **values)
         statement = statement.on_conflict_do_update(
             index_elements=[guild_settings.c.guild_id], set_={name: statement.excluded[name] for name in values}

@@ -54,6 +54,7 @@ class GuildConfig:
     modlog_channel_id: int | None = None
     flag_threshold: float = DEFAULT_FLAG_THRESHOLD
     auto_flag: bool = True
+    history: bool = True  # eligible messages add to the hourly mood aggregates
     live_channels: frozenset[int] = field(default_factory=frozenset)
     disabled_channels: frozenset[int] = field(default_factory=frozenset)
     exempt_roles: frozenset[int] = field(default_factory=frozenset)

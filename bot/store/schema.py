@@ -55,6 +55,13 @@ guild_settings = sa.Table(
         nullable=False,
         server_default=sa.true(),
     ),
+    # Whether eligible messages add to the guild's hourly mood aggregates (``mood_history``).
+    sa.Column(
+        "history",
+        sa.Boolean(create_constraint=True, name="guild_settings_history"),
+        nullable=False,
+        server_default=sa.true(),
+    ),
     sa.CheckConstraint(
         "flag_threshold IS NULL OR flag_threshold BETWEEN 0.5 AND 1.0", name="guild_settings_flag_threshold"
     ),
@@ -151,4 +158,35 @@ app_state = sa.Table(
     sa.Column("key", sa.Text, primary_key=True),
     sa.Column("value", sa.Text, nullable=False),
     sa.Column("updated_at", Timestamp, nullable=False),
+)
+
+#: Hourly mood aggregates per guild and channel: counts per class and sums of the class probabilities, never a
+#: message's text or author. ``hour`` counts whole hours since the Unix epoch (UTC), so rows add up by key.
+mood_history = sa.Table(
+    "mood_history",
+    metadata,
+    sa.Column("guild_id", Snowflake, primary_key=True, autoincrement=False),
+    sa.Column("channel_id", Snowflake, primary_key=True, autoincrement=False),
+    sa.Column("hour", sa.Integer, primary_key=True, autoincrement=False),
+    sa.Column("negative", sa.Integer, nullable=False),
+    sa.Column("neutral", sa.Integer, nullable=False),
+    sa.Column("positive", sa.Integer, nullable=False),
+    sa.Column("sum_p_negative", sa.Double, nullable=False),
+    sa.Column("sum_p_positive", sa.Double, nullable=False),
+    sa.Index("mood_history_by_hour", "hour"),
+)
+
+#: Every state-changing dashboard action: who (a Discord user id), what, when.
+dashboard_audit = sa.Table(
+    "dashboard_audit",
+    metadata,
+    sa.Column("id", Snowflake, primary_key=True),
+    sa.Column("guild_id", Snowflake, nullable=False),
+    sa.Column("user_id", Snowflake, nullable=False),
+    sa.Column("user_name", sa.Text, nullable=False),  # as Discord showed it at the time
+    sa.Column("action", sa.Text, nullable=False),
+    sa.Column("detail", sa.Text, nullable=False),
+    sa.Column("created_at", Timestamp, nullable=False),
+    sa.Index("dashboard_audit_by_guild", "guild_id", "id"),
+    sqlite_autoincrement=True,
 )

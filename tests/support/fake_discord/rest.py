@@ -108,7 +108,9 @@ async def api_middleware(request: web.Request, handler: Handler) -> web.StreamRe
     request[RECORD_KEY] = rec
     server.requests.append(rec)
     response: web.StreamResponse
-    token_free = rec.path.startswith(("/webhooks/", "/interactions/"))
+    token_free = rec.path.startswith(("/webhooks/", "/interactions/")) or (
+        rec.path.startswith("/users/@me") and request.headers.get("Authorization", "").startswith("Bearer ")
+    )
     fault = server.take_fault(rec)
     if server.token is not None and not token_free and request.headers.get("Authorization") != f"Bot {server.token}":
         response = json_response({"message": "401: Unauthorized", "code": 0}, 401)
@@ -158,6 +160,10 @@ def _message(request: web.Request) -> FakeMessage:
 
 
 async def get_me(request: web.Request) -> web.Response:
+    if request.headers.get("Authorization", "").startswith("Bearer "):  # an OAuth2 user, not the bot
+        from .oauth import user_me
+
+        return await user_me(request)
     user = server_of(request).bot_user
     return json_response({**user_payload(user), "verified": True, "mfa_enabled": False, "flags": 0})
 

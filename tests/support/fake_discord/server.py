@@ -14,7 +14,7 @@ from typing import Any, TypeVar
 from aiohttp import web
 from aiohttp.typedefs import Middleware
 
-from . import control, rest, webhooks
+from . import control, oauth, rest, webhooks
 from .gateway import GUILD_MEMBERS, GUILD_MESSAGES, Gateway
 from .models import (
     DEFAULT_BOT_PERMISSIONS,
@@ -106,6 +106,7 @@ class FakeDiscordServer:
         self.handler_errors: list[str] = []
         self.faults: list[FaultRule] = []
         self.gateway = Gateway(self, heartbeat_interval_ms)
+        self.oauth = oauth.FakeOAuth()
         self._history: dict[int, list[FakeMessage]] = {}
         self._messages: dict[int, FakeMessage] = {}
         self._changed = asyncio.Event()
@@ -128,6 +129,7 @@ class FakeDiscordServer:
         app.router.add_routes(extra_routes)
         control.add_routes(app)
         webhooks.add_routes(app)
+        oauth.add_routes(app)
         rest.add_routes(app)
         return app
 
