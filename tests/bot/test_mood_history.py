@@ -7,7 +7,7 @@ import pytest
 
 from bot.store import AsyncStore
 from bot.store.history import HistoryStore
-from tests.support.helpers import NEGATIVE_MESSAGE, POSITIVE_MESSAGE, WAIT
+from tests.support.helpers import NEGATIVE_MESSAGE, POSITIVE_MESSAGE, WAIT, poll_until
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -31,7 +31,9 @@ async def test_eligible_messages_are_counted_once(fake_discord, seeded_guild, se
         await fake_discord.send_message(seeded_guild.general_id, opted_out.user.id, "bob was here, unhappy")
         await fake_discord.send_message(seeded_guild.random_id, seeded_guild.member_id, "nobody counts this")
         await fake_discord.send_message(seeded_guild.general_id, fake_discord.bot_user.id, "the bot itself")
-        await service.bot.worker.classify("sync point")  # the messages before it are handled
+        stats = service.bot.admission.stats  # the 5 messages of members were admitted and handled (the bot's is not)
+        await poll_until(lambda: stats.handled + stats.failed >= 5, WAIT, "the members' messages to be handled")
+        assert stats.failed == 0
     totals = await channel_totals(settings, seeded_guild.guild_id)
     assert list(totals) == [seeded_guild.general_id]
     general = totals[seeded_guild.general_id]
@@ -48,5 +50,6 @@ async def test_history_off_counts_nothing(fake_discord, seeded_guild, settings, 
         answer = await interaction.response(WAIT)
         assert answer.ephemeral and "Mood history off" in (answer.content or "")
         await fake_discord.send_message(seeded_guild.general_id, seeded_guild.member_id, NEGATIVE_MESSAGE)
-        await service.bot.worker.classify("sync point")
+        stats = service.bot.admission.stats
+        await poll_until(lambda: stats.handled >= 1, WAIT, "the message to be handled")
     assert await channel_totals(settings, seeded_guild.guild_id) == {}
