@@ -81,6 +81,17 @@ def test_shared_data_and_chat_sets_load() -> None:
     assert len(load_tsv(CHAT_SETS / "neutral_chat.tsv", three_way=True)) >= 40
 
 
+
+def test_multilingual_chat_set_covers_ten_languages_and_all_three_labels() -> None:
+    """Each line of ``multilingual_chat.languages`` names the language of the same line of the TSV."""
+    chat = load_tsv(CHAT_SETS / "multilingual_chat.tsv", three_way=True)
+    languages = (CHAT_SETS / "multilingual_chat.languages").read_text(encoding="utf-8").split("\n")[:-1]
+    assert len(chat) == len(languages) >= 60 and len(set(chat.texts)) == len(chat)
+    assert len(set(languages)) >= 10 and "en" not in languages
+    for language in set(languages):
+        labels = {int(label) for label, lang in zip(chat.labels, languages, strict=True) if lang == language}
+        assert labels == {NEGATIVE, NEUTRAL, POSITIVE}, language
+
 def binary(p_positive: list[float]) -> np.ndarray:
     """Probabilities of a binary head: no neutral."""
     p = np.asarray(p_positive)

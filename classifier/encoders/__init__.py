@@ -1,0 +1,1 @@
+"""Encoders: the frozen transformer models that turn texts into feature vectors."""
