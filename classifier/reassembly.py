@@ -31,6 +31,20 @@ CHUNK = 1 << 20
 SKIPPED_FILES = frozenset({"desktop.ini"})  # a stray Windows folder setting inside the upstream zip
 
 
+def weights_file_error(weights: Path, size: int, sha256: str) -> str | None:
+    """Why ``weights`` is not the expected file (``None`` when it is): missing, then its size, then its SHA-256 (the
+    cheap checks first, so a truncated file is named without hashing it)."""
+    if not weights.is_file():
+        return f"{weights} is missing"
+    actual_size = weights.stat().st_size
+    if actual_size != size:
+        return f"{weights} has {actual_size:,} bytes, expected {size:,}"
+    actual = file_sha256(weights)
+    if actual != sha256:
+        return f"{weights} has SHA-256 {actual}, expected {sha256}"
+    return None
+
+
 class ReassemblyError(RuntimeError):
     """A part is missing or damaged, or the rebuilt weights do not match; the message says what to do."""
 
@@ -95,16 +109,7 @@ class SplitModel:
 
     def weights_error(self, folder: Path) -> str | None:
         """Why ``folder``'s weights are not the published file (``None`` when they are: size, then SHA-256)."""
-        weights = folder / "model.safetensors"
-        if not weights.is_file():
-            return f"{weights} is missing"
-        size = weights.stat().st_size
-        if size != self.weights_size:
-            return f"{weights} has {size:,} bytes, expected {self.weights_size:,}"
-        actual = file_sha256(weights)
-        if actual != self.weights_sha256:
-            return f"{weights} has SHA-256 {actual}, expected {self.weights_sha256}"
-        return None
+        return weights_file_error(folder / "model.safetensors", self.weights_size, self.weights_sha256)
 
     def _weights_ok(self, folder: Path) -> bool:
         return self.weights_error(folder) is None

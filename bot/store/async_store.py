@@ -100,6 +100,16 @@ _OPTED_OUT = sa.select(optouts.c.user_id).where(optouts.c.user_id.in_(sa.bindpar
 OPT_OUT_CHUNK = 500
 
 
+async def flag_page(
+    db: AsyncConnection, where: list[sa.ColumnElement[bool]], *, limit: int, offset: int
+) -> tuple[list[Flag], int]:
+    """The flags matching ``where``, newest first, one page of them, and how many match in all."""
+    total = (await db.execute(sa.select(sa.func.count()).select_from(flags).where(*where))).scalar_one()
+    query = sa.select(*_FLAG_COLUMNS).where(*where).order_by(flags.c.id.desc()).limit(limit).offset(offset)
+    rows = (await db.execute(query)).all()
+    return [_flag(row) for row in rows], total
+
+
 def _flag(row: sa.Row) -> Flag:
     return Flag(
         id=row.id,
@@ -280,25 +290,22 @@ class AsyncStore:
         if kind not in set(ChannelKind):
             raise ValueError(f"unknown channel kind {kind!r}: expected one of {', '.join(ChannelKind)}")
         key = {"guild_id": guild_id, "channel_id": channel_id, "kind": ChannelKind(kind).value}
-        try:
-            async with self._write() as db:
-                if enabled:
-                    await db.execute(self._insert(guild_channels).values(key).on_conflict_do_nothing())
-                else:
-                    await db.execute(sa.delete(guild_channels).filter_by(**key))
-                return await self._guild_config(db, guild_id)
-        finally:
-            self.guild_configs.invalidate([guild_id])
+        return await self._set_guild_row(guild_channels, key, enabled)
 
     @_finishes
     async def set_exempt_role(self, guild_id: int, role_id: int, exempt: bool) -> GuildConfig:
-        key = {"guild_id": guild_id, "role_id": role_id}
+        return await self._set_guild_row(exempt_roles, {"guild_id": guild_id, "role_id": role_id}, exempt)
+
+    async def _set_guild_row(self, table: sa.Table, key: dict[str, object], present: bool) -> GuildConfig:
+        """Insert or delete one row of a guild's list table, and return the guild's config; the cached copy of it
+        is dropped whatever happens, so no process keeps serving a list that may have changed."""
+        guild_id = int(key["guild_id"])  # type: ignore[call-overload]
         try:
             async with self._write() as db:
-                if exempt:
-                    await db.execute(self._insert(exempt_roles).values(key).on_conflict_do_nothing())
+                if present:
+                    await db.execute(self._insert(table).values(key).on_conflict_do_nothing())
                 else:
-                    await db.execute(sa.delete(exempt_roles).filter_by(**key))
+                    await db.execute(sa.delete(table).filter_by(**key))
                 return await self._guild_config(db, guild_id)
         finally:
             self.guild_configs.invalidate([guild_id])
@@ -414,13 +421,7 @@ class AsyncStore:
         """A page of the guild's flags, newest first, and how many there are in all."""
         where = [flags.c.guild_id == guild_id] + ([flags.c.status == status.value] if status else [])
         async with self._read() as db:
-            total = (await db.execute(sa.select(sa.func.count()).select_from(flags).where(*where))).scalar_one()
-            rows = (
-                await db.execute(
-                    sa.select(*_FLAG_COLUMNS).where(*where).order_by(flags.c.id.desc()).limit(limit).offset(offset)
-                )
-            ).all()
-        return [_flag(row) for row in rows], total
+            return await flag_page(db, where, limit=limit, offset=offset)
 
     async def last_flag_id(self) -> int:
         async with self._read() as db:

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 
 import sqlalchemy as sa
 
-from bot.store.async_store import _FLAG_COLUMNS, _flag
+from bot.store.async_store import flag_page
 from bot.store.models import Flag, FlagStatus
 from bot.store.schema import dashboard_audit, flags, utcnow
 from bot.store.side_store import SideStore
@@ -51,13 +51,7 @@ class DashboardStore(SideStore):
         if selection.until is not None:
             where.append(flags.c.created_at < selection.until)
         async with self._reader.connect() as db:
-            total = (await db.execute(sa.select(sa.func.count()).select_from(flags).where(*where))).scalar_one()
-            rows = (
-                await db.execute(
-                    sa.select(*_FLAG_COLUMNS).where(*where).order_by(flags.c.id.desc()).limit(limit).offset(offset)
-                )
-            ).all()
-        return [_flag(row) for row in rows], total
+            return await flag_page(db, where, limit=limit, offset=offset)
 
     async def flag_counts(self, guild_id: int) -> dict[FlagStatus, int]:
         """How many of the guild's flags are in each status."""

@@ -32,7 +32,7 @@ from typing import Any
 
 import numpy as np
 
-from classifier.reassembly import ReassemblyError, _file_lock, _record_digest, file_sha256
+from classifier.reassembly import ReassemblyError, _file_lock, _record_digest, file_sha256, weights_file_error
 
 log = logging.getLogger(__name__)
 
@@ -346,16 +346,7 @@ class E5Q4Source:
         for name in ("config.json", "tokenizer.json", "tokenizer_config.json", PROMPTS_FILE):
             if not (folder / name).is_file():
                 return f"{folder / name} is missing"
-        weights = folder / "model.safetensors"
-        if not weights.is_file():
-            return f"{weights} is missing"
-        size = weights.stat().st_size
-        if size != self.weights_size:
-            return f"{weights} has {size:,} bytes, expected {self.weights_size:,}"
-        actual = file_sha256(weights)
-        if actual != self.weights_sha256:
-            return f"{weights} has SHA-256 {actual}, expected {self.weights_sha256}"
-        return None
+        return weights_file_error(folder / "model.safetensors", self.weights_size, self.weights_sha256)
 
     def _rebuild(self, target: Path, weights_file: Path, tokenizer_json: Path) -> None:
         from safetensors.numpy import save_file  # the bot's settings import this module; only a rebuild needs it
