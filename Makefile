@@ -34,12 +34,12 @@ lint: setup
 bench: setup
 	$(VENV)/bin/moodbot bench
 
-# Re-train every shipped head (one per bundled encoder: classifier/bundled.py's BUNDLED) from ../shared/data, bit for
+# Re-train every shipped head (one per bundled encoder: classifier/encoders/bundled.py's BUNDLED) from ../shared/data, bit for
 # bit on an x86-64 CPU: each with the date and the feature its file records, over an empty cache, ignoring any
 # MOODBOT_HEAD / MOODBOT_MODEL of the developer's environment.
 define SHIPPED_HEADS
 import datetime, json, sys
-from classifier.bundled import BUNDLED
+from classifier.encoders.bundled import BUNDLED
 for encoder in BUNDLED:
     if not encoder.head_path.is_file():
         sys.exit(f"make head: {encoder.head_path} does not exist yet: train it once with "

@@ -19,8 +19,8 @@ from bot.settings import Settings
 from bot.sharding import ShardConfig
 from bot.store import AsyncStore
 from bot.ui import send_ephemeral
-from classifier.prediction import Prediction
-from classifier.worker import BatchingWorker, ClassificationError, WorkerClosedError
+from classifier.inference.prediction import Prediction
+from classifier.inference.worker import BatchingWorker, ClassificationError, WorkerClosedError
 
 log = logging.getLogger(__name__)
 

@@ -16,7 +16,7 @@ import time
 import sqlalchemy as sa
 
 from bot.store.history import HistoryKey, HistoryStore, MoodCounts, hour_of
-from classifier.prediction import Prediction
+from classifier.inference.prediction import Prediction
 
 log = logging.getLogger(__name__)
 

@@ -13,8 +13,8 @@ from bot.client import MoodBot, ShardedMoodBot
 from bot.endpoints import configure_endpoints
 from bot.settings import Settings
 from bot.store import AsyncStore
-from classifier.pipeline import SentimentClassifier
-from classifier.worker import BatchingWorker
+from classifier.inference.classifier import SentimentClassifier
+from classifier.inference.worker import BatchingWorker
 
 if TYPE_CHECKING:
     from bot.dashboard.app import DashboardServer

@@ -25,7 +25,7 @@ from classifier.config import (
     ClassifierConfig,
     WorkerConfig,
 )
-from classifier.identity import PRECISIONS
+from classifier.encoders.identity import PRECISIONS
 
 DEFAULT_API_BASE = "https://discord.com/api/v10"
 DEFAULT_GATEWAY_URL = "wss://gateway.discord.gg/"

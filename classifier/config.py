@@ -9,9 +9,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from classifier.bundled import DEFAULT_MODELS_DIR, bundled_encoder
+from classifier.encoders.bundled import DEFAULT_MODELS_DIR, bundled_encoder
 
-#: A short name from :data:`classifier.bundled.BUNDLED`; its shipped head is the default head.
+#: A short name from :data:`classifier.encoders.bundled.BUNDLED`; its shipped head is the default head.
 DEFAULT_MODEL = "mpnet"
 #: ``p_negative`` at or above which the bot flags a message unless a guild chose otherwise; ``moodbot evaluate``
 #: reports negative precision and recall at it.
@@ -22,7 +22,7 @@ FLAG_THRESHOLD_RANGE = (0.5, 1.0)
 
 @dataclass(frozen=True)
 class ClassifierConfig:
-    """Encoder, head and cache of a :class:`~classifier.pipeline.SentimentClassifier`."""
+    """Encoder, head and cache of a :class:`~classifier.inference.classifier.SentimentClassifier`."""
 
     model: str = DEFAULT_MODEL
     head: Path | None = None  # None: the shipped head
@@ -30,7 +30,7 @@ class ClassifierConfig:
     cache_size_mb: int = 512
     device: str = "auto"  # auto | cpu | cuda
     quantize: str = "none"  # none | int8
-    precision: str = "auto"  # auto | fp32 | bf16 on CPU (CUDA runs fp16); see classifier.identity.numeric_mode
+    precision: str = "auto"  # auto | fp32 | bf16 on CPU (CUDA runs fp16); see classifier.encoders.identity.numeric_mode
     models_dir: Path = DEFAULT_MODELS_DIR  # where split bundled models are rebuilt once
     max_batch_tokens: int = 8192
     inference_url: str | None = None  # http(s)://... of `moodbot serve`: embed there; this process loads no model
@@ -46,15 +46,15 @@ class ClassifierConfig:
 
     @property
     def numeric_mode(self) -> str:
-        """The encoder's numeric mode under these settings (see :func:`classifier.identity.numeric_mode`)."""
-        from classifier.identity import numeric_mode
+        """The encoder's numeric mode under these settings (see :func:`classifier.encoders.identity.numeric_mode`)."""
+        from classifier.encoders.identity import numeric_mode
 
         return numeric_mode(self.device, self.quantize, self.precision)
 
 
 @dataclass(frozen=True)
 class WorkerConfig:
-    """Batching limits and the optional shared cache tier of a :class:`~classifier.worker.BatchingWorker`."""
+    """Batching limits and the optional shared cache tier of a :class:`~classifier.inference.worker.BatchingWorker`."""
 
     max_batch: int = 512
     max_wait_ms: float = 5.0

@@ -18,7 +18,7 @@ import discord
 import pytest
 import pytest_asyncio
 
-from classifier.pipeline import SentimentClassifier
+from classifier.inference.classifier import SentimentClassifier
 from tests.support.classifier import build_tiny_model
 from tests.support.fake_discord import FakeDiscordServer, Seed, seed_default
 from tests.support.helpers import SETTING_PREFIXES, CliResult, clean_environ, labelled_texts, write_tsv
@@ -39,15 +39,15 @@ def other_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="session")
 def tiny_encoder(tiny_model_dir: Path):
-    from classifier.encoder import Encoder
+    from classifier.encoders.hf import Encoder
 
     return Encoder.load(str(tiny_model_dir), device="cpu", precision="fp32")  # exact: tests compare its vectors
 
 
 @pytest.fixture(scope="session")
 def other_encoder(other_model_dir: Path):
-    from classifier.encoder import Encoder
-    from classifier.pooling import Pooling
+    from classifier.encoders.hf import Encoder
+    from classifier.encoders.pooling import Pooling
 
     return Encoder.load(str(other_model_dir), pooling=Pooling.parse("mean@-1"), device="cpu", precision="fp32")
 
@@ -64,8 +64,8 @@ def tiny_data_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="session")
 def tiny_head_path(tiny_encoder, tiny_data_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A head trained for the tiny encoder (accuracy is irrelevant: the encoder is random)."""
-    from classifier.data import load_tsv
-    from classifier.training import FeatureSet, TrainingOptions, train_head
+    from classifier.evaluation.data import load_tsv
+    from classifier.heads.training import FeatureSet, TrainingOptions, train_head
 
     train = load_tsv(tiny_data_dir / "train.tsv")
     features = FeatureSet("train", tiny_encoder.embed(train.texts), train.labels)
@@ -77,7 +77,7 @@ def tiny_head_path(tiny_encoder, tiny_data_dir: Path, tmp_path_factory: pytest.T
 
 @pytest.fixture(scope="session")
 def tiny_head(tiny_head_path: Path):
-    from classifier.head import LogisticHead
+    from classifier.heads.logistic import LogisticHead
 
     return LogisticHead.load(tiny_head_path)
 
@@ -85,8 +85,8 @@ def tiny_head(tiny_head_path: Path):
 @pytest.fixture(scope="session")
 def shipped_head():
     """The head shipped for the fast bundled encoder, MiniLM (the suite's real-model tests use it for speed)."""
-    from classifier.bundled import MINILM
-    from classifier.head import LogisticHead
+    from classifier.encoders.bundled import MINILM
+    from classifier.heads.logistic import LogisticHead
 
     assert MINILM.head_path.is_file(), f"the shipped head is missing: {MINILM.head_path}"
     return LogisticHead.load(MINILM.head_path)
@@ -95,7 +95,7 @@ def shipped_head():
 @pytest.fixture(scope="session")
 def minilm_encoder(shipped_head):
     """The bundled all-MiniLM-L6-v2 (offline, SHA-256 verified) with the shipped head's pooling."""
-    from classifier.encoder import Encoder
+    from classifier.encoders.hf import Encoder
 
     return Encoder.load("sentence-transformers/all-MiniLM-L6-v2", pooling=shipped_head.encoder.pooling, device="cpu")
 

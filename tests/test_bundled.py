@@ -18,13 +18,19 @@ import pytest
 import torch
 
 from bot.settings import SettingsError, load_settings
-from classifier.bundled import DEFAULT_MODELS_DIR, MINILM, MPNET, BundledModelError, bundled_encoder
 from classifier.config import DEFAULT_MODEL, ClassifierConfig
-from classifier.cpu_bf16 import PackedLinear
-from classifier.encoder import Encoder, EncoderError
-from classifier.identity import EncoderIdentity, cpu_has_native_bf16, local_identity, numeric_mode, resolve_model
-from classifier.pooling import Pooling
-from classifier.reassembly import ReassemblyError
+from classifier.encoders.bundled import DEFAULT_MODELS_DIR, MINILM, MPNET, BundledModelError, bundled_encoder
+from classifier.encoders.cpu_bf16 import PackedLinear
+from classifier.encoders.hf import Encoder, EncoderError
+from classifier.encoders.identity import (
+    EncoderIdentity,
+    cpu_has_native_bf16,
+    local_identity,
+    numeric_mode,
+    resolve_model,
+)
+from classifier.encoders.pooling import Pooling
+from classifier.encoders.sources.split_wheels import ReassemblyError
 from tests.support.helpers import NEGATIVE_TEXTS, POSITIVE_TEXTS, REPO_ROOT
 from tests.support.split_parts import FOLDER, build_parts, fake_weights, part_file
 
@@ -95,7 +101,7 @@ def test_parts_are_rebuilt_once_without_the_stray_files(site: Path, tmp_path: Pa
     weights = fake_weights()
     model = build_parts(site, weights)
     models = tmp_path / "models"
-    with caplog.at_level(logging.INFO, logger="classifier.reassembly"):
+    with caplog.at_level(logging.INFO, logger="classifier.encoders.sources.split_wheels"):
         folder = model.ensure(models, [str(site)])
     assert folder == models / FOLDER
     assert (folder / "model.safetensors").read_bytes() == weights
@@ -105,7 +111,7 @@ def test_parts_are_rebuilt_once_without_the_stray_files(site: Path, tmp_path: Pa
 
     stamp = (folder / "model.safetensors").stat()
     caplog.clear()
-    with caplog.at_level(logging.INFO, logger="classifier.reassembly"):
+    with caplog.at_level(logging.INFO, logger="classifier.encoders.sources.split_wheels"):
         assert model.ensure(models, [str(site)]) == folder
     again = (folder / "model.safetensors").stat()
     assert (again.st_ino, again.st_mtime_ns) == (stamp.st_ino, stamp.st_mtime_ns)  # verified, not re-extracted
@@ -175,7 +181,8 @@ def test_concurrent_first_starts_build_it_once(site: Path, tmp_path: Path) -> No
     model = build_parts(site, fake_weights(24 * 1024 * 1024))
     spec = json.dumps([model.folder, model.parts, model.weights_size, model.weights_sha256, model.repair])
     script = (
-        "import json, logging, sys; from pathlib import Path; from classifier.reassembly import SplitModel\n"
+        "import json, logging, sys; from pathlib import Path\n"
+        "from classifier.encoders.sources.split_wheels import SplitModel\n"
         "logging.basicConfig(level=logging.INFO, stream=sys.stdout, format='%(message)s')\n"
         "f, parts, size, sha, repair = json.loads(sys.argv[1])\n"
         "model = SplitModel(f, tuple(map(tuple, parts)), size, sha, repair)\n"
@@ -198,7 +205,7 @@ def test_unusable_models_dir_is_a_bundled_model_error(tmp_path: Path) -> None:
 
 
 def test_real_mpnet_weights_verified(mpnet_dir: Path) -> None:
-    from classifier.bundled import MPNET_PARTS
+    from classifier.encoders.bundled import MPNET_PARTS
 
     assert (mpnet_dir / "model.safetensors").stat().st_size == 437_971_872
     assert MPNET_PARTS.weights_error(mpnet_dir) is None  # SHA-256 78c0197b...
@@ -280,8 +287,8 @@ def test_bf16_features_are_close_to_fp32_on_mpnet(mpnet_fp32: Encoder) -> None:
 
 def test_the_lazy_encoder_promises_the_mode_it_loads(tiny_model_dir: Path, tiny_head_path: Path,
                                                       tmp_path: Path) -> None:
-    from classifier.lazy import LazyEncoder
-    from classifier.pipeline import SentimentClassifier
+    from classifier.encoders.lazy import LazyEncoder
+    from classifier.inference.classifier import SentimentClassifier
 
     for precision in ("fp32", "auto"):
         config = ClassifierConfig(model=str(tiny_model_dir), head=tiny_head_path, cache_dir=tmp_path / precision,

@@ -7,7 +7,7 @@ import asyncio
 import numpy as np
 import pytest
 
-from classifier.cache_tiers import CacheTiers, StoredHit
+from classifier.inference.tiers import CacheTiers, StoredHit
 
 pytestmark = pytest.mark.timeout(60)
 

@@ -9,8 +9,8 @@ import pytest
 
 from bot.cli import build_parser
 from bot.cli.console import classify_lines
-from classifier.head import LogisticHead
-from classifier.labels import CLASSES
+from classifier.heads.logistic import LogisticHead
+from classifier.heads.sentiment import CLASSES
 from tests.support.helpers import CHAT_SETS, SST2_DEV, clean_environ, run_moodbot, write_tsv
 
 COMMANDS = ("run", "console", "classify", "evaluate", "train", "bench", "cache")

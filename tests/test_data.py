@@ -8,9 +8,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from classifier.data import DataFormatError, load_tsv
-from classifier.labels import NEGATIVE, NEUTRAL, POSITIVE
-from classifier.metrics import classification_report, expected_calibration_error
+from classifier.evaluation.data import DataFormatError, load_tsv
+from classifier.evaluation.metrics import classification_report, expected_calibration_error
+from classifier.heads.sentiment import NEGATIVE, NEUTRAL, POSITIVE
 from tests.support.helpers import CHAT_SETS, SST2_DEV
 
 

@@ -9,10 +9,10 @@ import numpy as np
 import pytest
 import torch
 
-import classifier.bundled as bundled
-from classifier.bundled import MINILM, BundledModelError, file_sha256, minilm_model_path
-from classifier.encoder import Encoder, EncoderError, resolve_model
-from classifier.pooling import Pooling
+import classifier.encoders.bundled as bundled
+from classifier.encoders.bundled import MINILM, BundledModelError, file_sha256, minilm_model_path
+from classifier.encoders.hf import Encoder, EncoderError, resolve_model
+from classifier.encoders.pooling import Pooling
 from tests.support.helpers import POSITIVE_TEXTS
 
 TEXTS = ["hi", "a somewhat longer message about the server update", "ok then", "🔥🔥", POSITIVE_TEXTS[0]]

@@ -23,10 +23,10 @@ import numpy as np
 import pytest
 
 from bot.store import ReviewAction, Store
-from classifier.data import load_tsv
-from classifier.head import LogisticHead
-from classifier.labels import NEGATIVE, NEUTRAL, POSITIVE
-from classifier.metrics import binary_accuracy
+from classifier.evaluation.data import load_tsv
+from classifier.evaluation.metrics import binary_accuracy
+from classifier.heads.logistic import LogisticHead
+from classifier.heads.sentiment import NEGATIVE, NEUTRAL, POSITIVE
 from classifier.text import prepare_text
 from tests.support.helpers import clean_environ, run_moodbot, write_tsv
 
@@ -238,7 +238,7 @@ def test_feedback_of_a_quantized_bot_is_used(
 ) -> None:
     """With MOODBOT_QUANTIZE=int8 the bot stores vectors under the encoder's ``:int8`` namespace; the same
     settings must let ``moodbot train --feedback`` (which embeds its data sets in fp32) find them."""
-    from classifier.encoder import Encoder
+    from classifier.encoders.hf import Encoder
 
     bot_encoder = Encoder.load(
         str(tiny_model_dir), device="cpu", quantize="int8"

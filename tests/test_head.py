@@ -11,13 +11,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from classifier.bundled import MINILM
 from classifier.config import ClassifierConfig
-from classifier.data import load_tsv
-from classifier.head import HeadError, LogisticHead, _checksum
-from classifier.labels import NEGATIVE, NEUTRAL, POSITIVE
-from classifier.pipeline import SentimentClassifier
-from classifier.training import FeatureSet, TrainingOptions, train_head
+from classifier.encoders.bundled import MINILM
+from classifier.evaluation.data import load_tsv
+from classifier.heads.logistic import HeadError, LogisticHead, _checksum
+from classifier.heads.sentiment import NEGATIVE, NEUTRAL, POSITIVE
+from classifier.heads.training import FeatureSet, TrainingOptions, train_head
+from classifier.inference.classifier import SentimentClassifier
 from tests.support.helpers import NEGATIVE_TEXTS, POSITIVE_TEXTS
 
 

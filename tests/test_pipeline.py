@@ -7,9 +7,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from classifier.features import CachedEncoder
-from classifier.head import LogisticHead
-from classifier.labels import CLASSES
+from classifier.heads.logistic import LogisticHead
+from classifier.heads.sentiment import CLASSES
+from classifier.inference.embeddings import CachedEncoder
 from tests.support.classifier import InstrumentedClassifier
 from tests.support.helpers import NEGATIVE_TEXTS, POSITIVE_TEXTS
 

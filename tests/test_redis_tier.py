@@ -23,8 +23,8 @@ from cache import EmbeddingCache
 from cache.embedding_cache import decode_vector, encode_vector
 from cache.redis_tier import KEY_PREFIX, RedisTier
 from classifier.config import WorkerConfig
-from classifier.labels import CLASSES
-from classifier.worker import BatchingWorker
+from classifier.heads.sentiment import CLASSES
+from classifier.inference.worker import BatchingWorker
 from tests.support.bot import running_bot
 from tests.support.classifier import InstrumentedClassifier
 from tests.support.helpers import NEGATIVE_MESSAGE, TOKEN, WAIT

@@ -18,9 +18,10 @@ import pytest
 
 from bot.settings import SettingsError, load_settings
 from classifier.config import ClassifierConfig
-from classifier.labels import CLASSES
-from classifier.pipeline import SentimentClassifier
-from classifier.remote import REQUEST_TEXTS, InferenceError, InferenceUnavailable, RemoteEncoder
+from classifier.heads.sentiment import CLASSES
+from classifier.inference.classifier import SentimentClassifier
+from classifier.inference.worker import BatchingWorker, ClassificationError
+from classifier.serving.client import REQUEST_TEXTS, InferenceError, InferenceUnavailable, RemoteEncoder
 from classifier.serving.protocol import (
     EMBED_PATH,
     INFO_PATH,
@@ -30,7 +31,6 @@ from classifier.serving.protocol import (
     decode_vectors,
 )
 from classifier.serving.server import replica_resources
-from classifier.worker import BatchingWorker, ClassificationError
 from tests.support.helpers import REPO_ROOT, SST2_DEV, clean_environ, free_port, run_moodbot
 from tests.support.inference_server import InferenceServer, is_loopback, listening_sockets
 
@@ -141,8 +141,8 @@ async def test_worker_sends_misses_in_batches_and_answers_hits_itself(
 BOT_PROCESS = """
 import asyncio, json, sys
 from bot.settings import load_settings
-from classifier.pipeline import SentimentClassifier
-from classifier.worker import BatchingWorker
+from classifier.inference.classifier import SentimentClassifier
+from classifier.inference.worker import BatchingWorker
 import bot.client, bot.runner  # the bot's own modules, as `moodbot run` imports them
 
 async def main():
@@ -186,7 +186,7 @@ def test_nothing_of_the_cluster_listens_beyond_loopback(served: InferenceServer)
 
 
 def test_the_head_must_fit_the_served_encoder(served: InferenceServer, tmp_path: Path) -> None:
-    from classifier.head import HeadError
+    from classifier.heads.logistic import HeadError
 
     with pytest.raises(HeadError, match="this head was trained for encoder"):
         SentimentClassifier.load(ClassifierConfig(cache_dir=tmp_path, inference_url=served.url))  # the shipped head

@@ -10,9 +10,9 @@ import time
 import numpy as np
 import pytest
 
-from classifier.labels import CLASSES
+from classifier.heads.sentiment import CLASSES
+from classifier.inference.worker import BatchingWorker, ClassificationError, WorkerClosedError
 from classifier.text import EmptyTextError
-from classifier.worker import BatchingWorker, ClassificationError, WorkerClosedError
 from tests.support.classifier import InstrumentedClassifier
 from tests.support.helpers import poll_until
 
@@ -138,7 +138,7 @@ async def test_queue_is_bounded_and_everyone_completes(classifier) -> None:
 async def test_a_failing_batch_fails_only_its_callers(classifier, caplog: pytest.LogCaptureFixture) -> None:
     classifier.fail_marker = "💥"
     async with BatchingWorker(classifier, max_batch=8, max_wait_ms=200) as worker:
-        with caplog.at_level(logging.ERROR, logger="classifier.worker"):
+        with caplog.at_level(logging.ERROR, logger="classifier.inference.worker"):
             bad = await asyncio.gather(
                 worker.classify("boom 💥 text"), worker.classify("innocent bystander"), return_exceptions=True
             )

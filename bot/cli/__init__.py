@@ -59,10 +59,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     configure_logging(
         args.log_level or settings.log_level, secrets=[settings.discord_token, settings.dashboard.client_secret]
     )
-    from classifier.bundled import BundledModelError
-    from classifier.data import DataFormatError
-    from classifier.head import HeadError
-    from classifier.identity import EncoderError
+    from classifier.encoders.bundled import BundledModelError
+    from classifier.encoders.identity import EncoderError
+    from classifier.evaluation.data import DataFormatError
+    from classifier.heads.logistic import HeadError
 
     try:
         return command(args.command).run(args, settings) or 0

@@ -18,7 +18,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace, settings: Settings) -> int:
     from bot.cli.console import classify_lines, format_result, stdin_lines
-    from classifier.pipeline import SentimentClassifier
+    from classifier.inference.classifier import SentimentClassifier
 
     classifier = SentimentClassifier.load(settings.classifier_config())
     try:

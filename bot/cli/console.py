@@ -16,7 +16,7 @@ from bot.settings import Settings
 from classifier.text import EmptyTextError, prepare_text, replace_surrogates
 
 if TYPE_CHECKING:  # loading the classifier is the command's work, not `moodbot --help`'s
-    from classifier.pipeline import SentimentClassifier
+    from classifier.inference.classifier import SentimentClassifier
 
 CHUNK_LINES = 256
 
@@ -107,7 +107,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace, settings: Settings) -> int:
-    from classifier.pipeline import SentimentClassifier
+    from classifier.inference.classifier import SentimentClassifier
 
     classifier = SentimentClassifier.load(settings.classifier_config())
     try:

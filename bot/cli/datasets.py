@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING
 from classifier.text import prepare_text
 
 if TYPE_CHECKING:
-    from classifier.data import LabelledData
+    from classifier.evaluation.data import LabelledData
 
 SHARED_DATA = Path("../shared/data")
 THREE_WAY, BINARY = "three-way", "binary"
@@ -61,7 +61,7 @@ class DataArgument:
         return cls(path, weight, three_way)
 
     def load(self) -> LabelledData:
-        from classifier.data import load_tsv
+        from classifier.evaluation.data import load_tsv
 
         return load_tsv(self.path, three_way=self.three_way)
 

@@ -13,7 +13,7 @@ from bot.settings import Settings
 from classifier.config import DEFAULT_FLAG_THRESHOLD
 
 if TYPE_CHECKING:
-    from classifier.metrics import Report
+    from classifier.evaluation.metrics import Report
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
@@ -33,8 +33,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace, settings: Settings) -> int:
-    from classifier.metrics import classification_report
-    from classifier.pipeline import SentimentClassifier
+    from classifier.evaluation.metrics import classification_report
+    from classifier.inference.classifier import SentimentClassifier
 
     argument = DataArgument.parse(args.data)
     data = argument.load()
@@ -58,7 +58,7 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
         "head_classes": list(classifier.head.classes),
     }
     if args.plot:
-        from classifier.plots import save_evaluation_plot
+        from classifier.evaluation.plots import save_evaluation_plot
 
         title = f"{argument.path.name} — {classifier.encoder.identity.name}"
         save_evaluation_plot(args.plot, data.labels, probabilities, report, title)

@@ -23,9 +23,9 @@ from bot.cli.datasets import (
 from bot.settings import Settings
 
 if TYPE_CHECKING:
-    from classifier.encoder import Encoder
-    from classifier.head import LogisticHead
-    from classifier.training import FeatureSet
+    from classifier.encoders.hf import Encoder
+    from classifier.heads.logistic import LogisticHead
+    from classifier.heads.training import FeatureSet
 
 log = logging.getLogger(__name__)
 
@@ -65,12 +65,12 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace, settings: Settings) -> int:
-    from classifier.encoder import Encoder
-    from classifier.features import CachedEncoder
-    from classifier.head import LogisticHead
-    from classifier.labels import NEUTRAL
-    from classifier.pooling import Pooling
-    from classifier.training import FeatureSet, TrainingOptions, train_head
+    from classifier.encoders.hf import Encoder
+    from classifier.encoders.pooling import Pooling
+    from classifier.heads.logistic import LogisticHead
+    from classifier.heads.sentiment import NEUTRAL
+    from classifier.heads.training import FeatureSet, TrainingOptions, train_head
+    from classifier.inference.embeddings import CachedEncoder
 
     if args.guild is not None and not args.feedback:
         raise ValueError("--guild selects whose moderator feedback to use: it needs --feedback")
@@ -142,8 +142,8 @@ def _feedback_set(settings: Settings, encoder: Encoder, guild: int | None) -> Fe
     import numpy as np
 
     from bot.store import Store
-    from classifier.identity import MODES
-    from classifier.training import FeatureSet
+    from classifier.encoders.identity import MODES
+    from classifier.heads.training import FeatureSet
 
     # Same model, weights and pooling in any numeric mode: the bot may run int8 (MOODBOT_QUANTIZE) or fp16 (GPU)
     # while this command embeds unquantized on CPU; those vectors differ only by rounding and are the same features.
@@ -160,7 +160,7 @@ def _feedback_set(settings: Settings, encoder: Encoder, guild: int | None) -> Fe
 
 def _refuse_regression(current: LogisticHead | None, encoder: Encoder, dev: FeatureSet, new_accuracy: float) -> None:
     """Refuse a head whose negative-vs-positive dev accuracy is more than a point below the current head's."""
-    from classifier.metrics import binary_accuracy
+    from classifier.evaluation.metrics import binary_accuracy
 
     if current is None or current.encoder.fingerprint != encoder.fingerprint:
         return

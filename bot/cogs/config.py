@@ -9,8 +9,8 @@ from discord import app_commands
 from discord.ext import commands
 
 from bot.client import MoodBot
-from bot.moderation_types import ChannelKind
 from bot.store import GuildConfig
+from bot.store.channel_kind import ChannelKind
 from classifier.config import FLAG_THRESHOLD_RANGE
 
 LOW, HIGH = FLAG_THRESHOLD_RANGE

@@ -10,7 +10,7 @@ from discord.ext import commands
 from bot.client import MoodBot
 from bot.history import HistoryRecorder
 from bot.store.history import HistoryStore
-from classifier.prediction import Prediction
+from classifier.inference.prediction import Prediction
 
 
 class History(commands.Cog):

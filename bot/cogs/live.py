@@ -8,7 +8,7 @@ import discord
 from discord.ext import commands
 
 from bot.client import MoodBot
-from classifier.prediction import Prediction
+from classifier.inference.prediction import Prediction
 
 log = logging.getLogger(__name__)
 

@@ -11,8 +11,8 @@ from discord.ext import commands
 from bot.client import MoodBot
 from bot.cogs.history import recorder_cog
 from bot.store import GuildConfig
+from classifier.inference.worker import ClassificationError, WorkerClosedError
 from classifier.text import EmptyTextError
-from classifier.worker import ClassificationError, WorkerClosedError
 
 log = logging.getLogger(__name__)
 

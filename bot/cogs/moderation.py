@@ -15,7 +15,7 @@ from discord.ext import commands, tasks
 from bot.client import MoodBot
 from bot.store import AlreadyReviewedError, Flag, FlagStatus, ReviewAction
 from bot.ui import send_ephemeral
-from classifier.prediction import Prediction
+from classifier.inference.prediction import Prediction
 
 log = logging.getLogger(__name__)
 

@@ -14,9 +14,9 @@ from discord.ext import commands
 from bot.chart import mood_chart
 from bot.client import MoodBot
 from bot.ui import confidence_bar, send_ephemeral
-from classifier.prediction import Prediction
+from classifier.inference.prediction import Prediction
+from classifier.inference.worker import ClassificationError
 from classifier.text import EmptyTextError
-from classifier.worker import ClassificationError
 
 DEFAULT_MESSAGES, MAX_MESSAGES = 200, 1000
 MAX_HOURS = 14 * 24

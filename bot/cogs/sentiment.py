@@ -8,7 +8,7 @@ from discord.ext import commands
 
 from bot.client import MoodBot
 from bot.ui import confidence_bar, send_ephemeral
-from classifier.prediction import Prediction
+from classifier.inference.prediction import Prediction
 from classifier.text import EmptyTextError
 
 COOLDOWN_RATE, COOLDOWN_SECONDS = 5, 30.0

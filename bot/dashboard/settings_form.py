@@ -9,8 +9,8 @@ from typing import Any
 from aiohttp import web
 
 from bot.dashboard.access import GuildAccess
-from bot.moderation_types import ChannelKind
 from bot.store import AsyncStore, GuildConfig
+from bot.store.channel_kind import ChannelKind
 from classifier.config import FLAG_THRESHOLD_RANGE
 
 

@@ -27,8 +27,8 @@ import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from bot.moderation_types import ChannelKind
 from bot.store import migrate
+from bot.store.channel_kind import ChannelKind
 from bot.store.engine import DEFAULT_POOL_SIZE, WRITE, create_engine, reader
 from bot.store.models import (
     AlreadyReviewedError,

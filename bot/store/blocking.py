@@ -15,8 +15,8 @@ from typing import Any, TypeVar
 
 import numpy as np
 
-from bot.moderation_types import ChannelKind
 from bot.store.async_store import AsyncStore
+from bot.store.channel_kind import ChannelKind
 from bot.store.models import Flag, FlagStatus, GuildConfig, Review, ReviewAction
 from classifier.config import DEFAULT_FLAG_THRESHOLD
 

@@ -7,11 +7,12 @@ import enum
 from dataclasses import dataclass, field
 
 from classifier.config import DEFAULT_FLAG_THRESHOLD
-from classifier.labels import NEGATIVE, NEUTRAL
+from classifier.heads.sentiment import NEGATIVE, NEUTRAL
 from classifier.text import replace_surrogates
 
 EXCERPT_CHARS = 300
-#: Feedback labels are class indices of ``classifier.labels.CLASSES``. Before three-way heads a dismissal was stored
+#: Feedback labels are class indices of ``classifier.heads.sentiment.CLASSES``. Before three-way heads a dismissal
+#: was stored
 #: as 1 meaning "positive"; 1 is now neutral, which is what a dismissal means, so old rows keep their sense.
 LABEL_NEGATIVE, LABEL_NEUTRAL = NEGATIVE, NEUTRAL
 

@@ -21,11 +21,11 @@ from cache import EmbeddingCache
 from classifier.bench.probes import LoopLagProbe, peak_rss_mb
 from classifier.bench.subject import BenchSubject
 from classifier.config import WorkerConfig
-from classifier.encoder import Encoder
-from classifier.head import LogisticHead
-from classifier.labels import POSITIVE
-from classifier.pipeline import SentimentClassifier
-from classifier.worker import BatchingWorker
+from classifier.encoders.hf import Encoder
+from classifier.heads.logistic import LogisticHead
+from classifier.heads.sentiment import POSITIVE
+from classifier.inference.classifier import SentimentClassifier
+from classifier.inference.worker import BatchingWorker
 
 WARMUP_TEXTS = 16
 NAIVE_SAMPLE = 48

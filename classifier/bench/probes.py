@@ -19,7 +19,7 @@ import psutil
 import torch
 
 if TYPE_CHECKING:
-    from classifier.encoder import Encoder
+    from classifier.encoders.hf import Encoder
 
 TICK_S = 0.001
 PEAK_SIZE = 2048  # square matrices: large enough that a product runs at the kernel's full speed
@@ -108,8 +108,8 @@ def products_gflops(encoder: Encoder, token_counts: Sequence[int], seconds: floa
     square-product peak on their own; this is the ceiling of the model path at its own shapes, and what it
     loses against it is the work between the products (attention, layer norms, conversions, Python).
     """
-    from classifier.cpu_bf16 import PackedLinear
-    from classifier.encoder import layer_stack
+    from classifier.encoders.cpu_bf16 import PackedLinear
+    from classifier.encoders.hf import layer_stack
 
     stack = layer_stack(encoder.model)
     layers = [m for m in (stack or encoder.model).modules() if isinstance(m, torch.nn.Linear | PackedLinear)]
@@ -137,7 +137,7 @@ def products_gflops(encoder: Encoder, token_counts: Sequence[int], seconds: floa
 def _gflops_on_lanes(encoder: Encoder, work: Callable[[], object], flops: float, seconds: float) -> float:
     """GFLOP/s of ``work`` (``flops`` each time) repeated for about ``seconds`` after one untimed run (kernel
     selection, packing buffers): at once on every CPU lane of the encoder, or on its device."""
-    from classifier.encoder import available_cpus
+    from classifier.encoders.hf import available_cpus
 
     def repeat() -> tuple[int, float]:
         with torch.inference_mode():

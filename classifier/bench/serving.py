@@ -1,7 +1,7 @@
 """The Serve path beside the in-process one (``moodbot bench --inference-url URL``).
 
 The same burst on an empty cache, through a BatchingWorker like the in-process one, whose encoder is the
-``moodbot serve`` at the URL (:class:`~classifier.remote.RemoteEncoder`): throughput and latency as a bot
+``moodbot serve`` at the URL (:class:`~classifier.serving.client.RemoteEncoder`): throughput and latency as a bot
 process with ``MOODBOT_INFERENCE_URL`` sees them, HTTP and Serve's batching included. Its predictions are
 compared with the in-process burst's, read back from that burst's cache (no second local model pass).
 """
@@ -18,9 +18,9 @@ from cache import EmbeddingCache
 from classifier.bench.measurements import percentile_ms, worker_bursts
 from classifier.bench.subject import BenchSubject
 from classifier.config import WorkerConfig
-from classifier.labels import POSITIVE
-from classifier.pipeline import SentimentClassifier
-from classifier.remote import RemoteEncoder
+from classifier.heads.sentiment import POSITIVE
+from classifier.inference.classifier import SentimentClassifier
+from classifier.serving.client import RemoteEncoder
 
 WARMUP_TEXTS = 64
 

@@ -14,15 +14,15 @@ import torch
 
 from cache import EmbeddingCache
 from classifier.bench.probes import hub_reachable
-from classifier.bundled import bundled_encoder, minilm_model_path
 from classifier.config import ClassifierConfig
-from classifier.data import load_tsv
-from classifier.encoder import Encoder, pick_device
-from classifier.head import HeadError, LogisticHead
-from classifier.identity import EncoderError, EncoderIdentity
-from classifier.lazy import LazyEncoder
-from classifier.pipeline import SentimentClassifier
-from classifier.pooling import Pooling
+from classifier.encoders.bundled import bundled_encoder, minilm_model_path
+from classifier.encoders.hf import Encoder, pick_device
+from classifier.encoders.identity import EncoderError, EncoderIdentity
+from classifier.encoders.lazy import LazyEncoder
+from classifier.encoders.pooling import Pooling
+from classifier.evaluation.data import load_tsv
+from classifier.heads.logistic import HeadError, LogisticHead
+from classifier.inference.classifier import SentimentClassifier
 from classifier.text import prepare_text
 
 log = logging.getLogger(__name__)

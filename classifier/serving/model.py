@@ -8,12 +8,12 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from classifier.config import ClassifierConfig, WorkerConfig
-from classifier.head import LogisticHead
-from classifier.prediction import predictions
+from classifier.heads.logistic import LogisticHead
+from classifier.inference.prediction import predictions
 from classifier.serving.protocol import ServiceInfo, encode_vector
 
 if TYPE_CHECKING:
-    from classifier.encoder import Encoder
+    from classifier.encoders.hf import Encoder
 
 
 class ServedModel:
@@ -28,7 +28,7 @@ class ServedModel:
     @classmethod
     def load(cls, config: ClassifierConfig, batching: WorkerConfig) -> ServedModel:
         """The head, then the encoder with the head's pooling, as ``SentimentClassifier.load`` pairs them."""
-        from classifier.encoder import Encoder
+        from classifier.encoders.hf import Encoder
 
         head = LogisticHead.load(config.head_path)
         encoder = Encoder.load(config.model, pooling=head.encoder.pooling, device=config.device,

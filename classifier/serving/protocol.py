@@ -15,13 +15,13 @@ from typing import Any
 
 import numpy as np
 
-from classifier.identity import MODES, EncoderIdentity
+from classifier.encoders.identity import MODES, EncoderIdentity
 from classifier.text import EmptyTextError, prepare_text
 
 INFO_PATH = "/v1/info"
 EMBED_PATH = "/v1/embed"
 STATS_PATH = "/v1/stats"
-#: Texts one embed request may hold; clients send far smaller requests (see :mod:`classifier.remote`).
+#: Texts one embed request may hold; clients send far smaller requests (see :mod:`classifier.serving.client`).
 MAX_REQUEST_TEXTS = 1024
 _FLOAT32 = np.dtype("<f4")
 

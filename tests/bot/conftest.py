@@ -14,7 +14,7 @@ import pytest
 from bot.runner import BotService
 from bot.settings import Settings
 from bot.store import Store
-from classifier.pipeline import SentimentClassifier
+from classifier.inference.classifier import SentimentClassifier
 from tests.support.bot import running_bot
 from tests.support.fake_discord import FakeDiscordServer, Seed
 from tests.support.helpers import TOKEN
@@ -68,7 +68,8 @@ def start_bot(settings: Settings, shipped_classifier: SentimentClassifier) -> Ca
 def no_unhandled_exceptions(caplog: pytest.LogCaptureFixture, request: pytest.FixtureRequest) -> Iterator[None]:
     """Fail a test whose bot logged a crash (discord.py logs handler exceptions instead of raising them).
 
-    ``@pytest.mark.expected_errors("classifier.worker")``: a test that injects a fault names the loggers it expects.
+    ``@pytest.mark.expected_errors("classifier.inference.worker")``: a test that injects a fault names the loggers it
+    expects.
     """
     yield
     expected = tuple(name for mark in request.node.iter_markers("expected_errors") for name in mark.args)

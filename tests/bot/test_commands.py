@@ -10,11 +10,11 @@ import pytest
 
 from bot.cogs.live import UNSURE_BELOW
 from bot.store import FlagStatus
-from classifier.data import load_tsv
-from classifier.labels import NEGATIVE, POSITIVE
-from classifier.pipeline import SentimentClassifier
+from classifier.evaluation.data import load_tsv
+from classifier.heads.sentiment import NEGATIVE, POSITIVE
+from classifier.heads.training import FeatureSet, TrainingOptions, train_head
+from classifier.inference.classifier import SentimentClassifier
 from classifier.text import prepare_text
-from classifier.training import FeatureSet, TrainingOptions, train_head
 from tests.support.bot import THRESHOLD, mod_log_posts
 from tests.support.helpers import (
     CHAT_SETS,

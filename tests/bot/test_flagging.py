@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from bot.store import LABEL_NEUTRAL, FlagStatus, ReviewAction
-from classifier.labels import NEGATIVE, NEUTRAL
+from classifier.heads.sentiment import NEGATIVE, NEUTRAL
 from classifier.text import prepare_text
 from tests.support.bot import THRESHOLD, button_ids, click_review, mod_log_posts, review_button
 from tests.support.helpers import NEGATIVE_MESSAGE, POSITIVE_MESSAGE, TOKEN, WAIT, pings_nobody, poll_until

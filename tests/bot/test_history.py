@@ -17,7 +17,7 @@ from bot.history import HistoryRecorder
 from bot.store import AsyncStore
 from bot.store.history import HistoryKey, HistoryStore, MoodCounts, hour_of
 from bot.store.schema import mood_history
-from classifier.prediction import Prediction
+from classifier.inference.prediction import Prediction
 
 GUILD, GENERAL, RANDOM = 11, 21, 22
 NOW = dt.datetime(2026, 3, 1, 12, 30, tzinfo=dt.UTC)

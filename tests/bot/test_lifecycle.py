@@ -123,7 +123,7 @@ async def test_moodbot_run_serves_and_stops_on_sigterm(tmp_path) -> None:
     assert b"shutting down" in err
 
 
-@pytest.mark.expected_errors("classifier.worker")  # the injected fault is logged where it happens
+@pytest.mark.expected_errors("classifier.inference.worker")  # the injected fault is logged where it happens
 async def test_model_failure_gets_a_clear_answer_and_the_worker_keeps_serving(
     fake_discord, seeded_guild, configure, start_bot, shipped_classifier
 ) -> None:

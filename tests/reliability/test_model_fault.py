@@ -15,8 +15,8 @@ import pytest
 
 from bot.settings import Settings
 from bot.store import Store
-from classifier.pipeline import SentimentClassifier
-from classifier.worker import BatchingWorker, ClassificationError
+from classifier.inference.classifier import SentimentClassifier
+from classifier.inference.worker import BatchingWorker, ClassificationError
 from tests.support.bot import running_bot
 from tests.support.classifier import InstrumentedClassifier
 from tests.support.fake_discord import FakeDiscordServer, Seed
@@ -115,6 +115,6 @@ async def test_bot_replies_with_a_clear_error_and_keeps_serving(
     with Store.open_sync(settings.database_path) as store:
         flags, total = store.flags(seeded_guild.guild_id)
     assert total == 1 and flags[0].message_id == bad.id
-    unexpected = [r for r in caplog.records if r.levelname == "ERROR" and r.name != "classifier.worker"]
+    unexpected = [r for r in caplog.records if r.levelname == "ERROR" and r.name != "classifier.inference.worker"]
     assert not unexpected, [r.getMessage() for r in unexpected]  # e.g. discord.py's "Ignoring exception in ..."
     assert any("not classified: the model failed" in r.getMessage() for r in caplog.records)

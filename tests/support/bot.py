@@ -15,7 +15,7 @@ from discord.state import ConnectionState
 
 from bot.runner import BotService
 from bot.settings import Settings
-from classifier.pipeline import SentimentClassifier
+from classifier.inference.classifier import SentimentClassifier
 from tests.support.fake_discord import FakeDiscordServer, FakeInteraction, FakeMessage, Seed
 from tests.support.fake_discord.payloads import guild_payload
 from tests.support.helpers import WAIT, poll_until

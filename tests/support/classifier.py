@@ -9,7 +9,7 @@ from __future__ import annotations
 import threading
 from pathlib import Path
 
-from classifier.pipeline import SentimentClassifier
+from classifier.inference.classifier import SentimentClassifier
 
 
 def build_tiny_model(folder: Path, seed: int) -> Path:
@@ -17,7 +17,7 @@ def build_tiny_model(folder: Path, seed: int) -> Path:
     import torch
     from transformers import AutoTokenizer, DistilBertConfig, DistilBertModel
 
-    from classifier.bundled import minilm_model_path
+    from classifier.encoders.bundled import minilm_model_path
 
     torch.manual_seed(seed)
     config = DistilBertConfig(

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from classifier.bundled import MINILM
+from classifier.encoders.bundled import MINILM
 from tests.support.helpers import clean_environ
 from tests.support.inference_server import InferenceServer
 from tests.support.load.harness import BotProcess, FakeServer, GuildSetup, prepare_store

@@ -23,7 +23,7 @@ import sqlalchemy as sa
 from bot.history import HistoryRecorder
 from bot.store import AsyncStore
 from bot.store.history import HistoryKey, HistoryStore, MoodCounts, hour_of
-from classifier.prediction import Prediction
+from classifier.inference.prediction import Prediction
 from tests.support.postgres import PostgresServer
 
 GUILD = 1

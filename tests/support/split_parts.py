@@ -1,7 +1,8 @@
 """Fake split-model parts installed in a temporary site directory, laid out as the all-mpnet-base-v2 wheels are.
 
 Each part is a real distribution (``*.dist-info`` with ``METADATA`` and a ``RECORD`` holding the part file's size
-and hash), so :class:`~classifier.reassembly.SplitModel` finds them through ``importlib.metadata`` exactly as it
+and hash), so :class:`~classifier.encoders.sources.split_wheels.SplitModel` finds them through ``importlib.metadata``
+exactly as it
 finds the installed ones; only the search path differs.
 """
 
@@ -13,7 +14,7 @@ import io
 import zipfile
 from pathlib import Path
 
-from classifier.reassembly import SplitModel
+from classifier.encoders.sources.split_wheels import SplitModel
 
 FOLDER = "fake-model"
 FILES = {

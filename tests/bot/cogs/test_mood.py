@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from bot.cogs.mood import STEADY_WITHIN, Scored, mood_score, summary_embed, trend
-from classifier.prediction import predictions
+from classifier.inference.prediction import predictions
 from tests.support.bot import parsed_guild
 from tests.support.fake_discord import FakeDiscordServer, seed_default
 

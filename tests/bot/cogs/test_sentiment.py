@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from bot.cogs.sentiment import describe
-from classifier.prediction import Prediction
+from classifier.inference.prediction import Prediction
 
 
 def test_describe_names_label_confidence_source_and_each_class() -> None:

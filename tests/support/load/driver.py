@@ -14,8 +14,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from classifier.bundled import MINILM
-from classifier.head import LogisticHead
+from classifier.encoders.bundled import MINILM
+from classifier.heads.logistic import LogisticHead
 from tests.support.helpers import pings_nobody, poll_until_blocking
 from tests.support.load.harness import (
     BotProcess,

@@ -19,7 +19,8 @@ import pytest
 import torch
 from transformers import AutoModel, AutoTokenizer
 
-from classifier.encoder import Encoder
+from classifier.encoders.hf import Encoder
+from classifier.encoders.pooling import Pooling
 from classifier.encoders.sources.e5_q4 import (
     E5_SMALL_Q4,
     MAGIC,
@@ -31,7 +32,6 @@ from classifier.encoders.sources.e5_q4 import (
     folder_prefix,
     parse_q4,
 )
-from classifier.pooling import Pooling
 
 # Upstream XLM-R SentencePiece ids (recorded once from the rebuilt tokenizer; every string starts with the prefix).
 TOKEN_IDS = {

@@ -10,14 +10,14 @@ import numpy as np
 
 from cache import EmbeddingCache
 from classifier.config import ClassifierConfig
-from classifier.features import CachedEncoder
-from classifier.head import LogisticHead
-from classifier.identity import EncoderLike, local_identity, resolve_model
-from classifier.lazy import LazyEncoder
-from classifier.prediction import Prediction, predictions
+from classifier.encoders.identity import EncoderLike, local_identity, resolve_model
+from classifier.encoders.lazy import LazyEncoder
+from classifier.heads.logistic import LogisticHead
+from classifier.inference.embeddings import CachedEncoder
+from classifier.inference.prediction import Prediction, predictions
 
 if TYPE_CHECKING:
-    from classifier.encoder import Encoder
+    from classifier.encoders.hf import Encoder
 
 log = logging.getLogger(__name__)
 
@@ -39,7 +39,7 @@ class SentimentClassifier(CachedEncoder):
         """
         head = LogisticHead.load(config.head_path)
         if config.inference_url:
-            from classifier.remote import RemoteEncoder
+            from classifier.serving.client import RemoteEncoder
 
             encoder: EncoderLike = RemoteEncoder(config.inference_url, config.inference_timeout_s)
         else:
@@ -77,7 +77,7 @@ def _local_encoder(config: ClassifierConfig, head: LogisticHead) -> EncoderLike:
     source = resolve_model(config.model, config.models_dir)
 
     def load_encoder() -> Encoder:  # torch and transformers are imported only here
-        from classifier.encoder import Encoder
+        from classifier.encoders.hf import Encoder
 
         return Encoder.load(
             config.model, pooling=pooling, device=config.device, quantize=config.quantize,

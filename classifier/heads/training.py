@@ -5,7 +5,7 @@ training sets (strata: set and class, so every fold holds each set's share and c
 on the out-of-fold logits (never on dev), then fit on everything.
 
 Sets are binary (negative/positive) or three-way (negative/neutral/positive). By default a binary row supervises
-only the choice between negative and positive (see :mod:`classifier.logistic`); ``binary_rows="full"`` also makes
+only the choice between negative and positive (see :mod:`classifier.heads.solver`); ``binary_rows="full"`` also makes
 it say "not neutral". The head has a neutral class when any set is three-way. ``C`` maximises the mean over sets
 of each set's own figure: negative-vs-positive accuracy for a binary set, macro-averaged recall (TweetEval's
 metric) for a three-way one. Every figure reported on a set used for training is a held-out (out-of-fold) figure.
@@ -25,11 +25,11 @@ from sklearn.preprocessing import StandardScaler
 from threadpoolctl import threadpool_limits
 from tqdm import tqdm
 
-from classifier import logistic
-from classifier.head import LogisticHead
-from classifier.identity import EncoderIdentity
-from classifier.labels import CLASSES, NEUTRAL, POSITIVE
-from classifier.metrics import binary_accuracy, class_recalls, expected_calibration_error, macro_recall
+from classifier.encoders.identity import EncoderIdentity
+from classifier.evaluation.metrics import binary_accuracy, class_recalls, expected_calibration_error, macro_recall
+from classifier.heads import solver
+from classifier.heads.logistic import LogisticHead
+from classifier.heads.sentiment import CLASSES, NEUTRAL, POSITIVE
 
 log = logging.getLogger(__name__)
 
@@ -39,7 +39,7 @@ BINARY_HEAD_CLASSES = ("negative", "positive")
 
 @dataclass(frozen=True)
 class FeatureSet:
-    """Feature vectors and class indices (:data:`~classifier.labels.CLASSES`) of one named data set.
+    """Feature vectors and class indices (:data:`~classifier.heads.sentiment.CLASSES`) of one named data set.
 
     ``weight`` is its sample weight in training; ``three_way``: its labels may be neutral (else they only say
     negative or positive).
@@ -136,7 +136,7 @@ def _out_of_fold_logits(rows: _Rows, options: TrainingOptions) -> dict[float, np
         fitted, held = scaler.transform(rows.features[fit_rows]), scaler.transform(rows.features[held_rows])
         start = None
         for c in grid:
-            w, b, start = logistic.fit(
+            w, b, start = solver.fit(
                 fitted, rows.targets[fit_rows], rows.weights[fit_rows], c, rows.binary[fit_rows],
                 len(rows.classes), start, options.max_iter,
             )
@@ -167,7 +167,7 @@ def _fit_temperature(rows: _Rows, logits: np.ndarray) -> float:
 
     def loss(log_temperature: float) -> float:
         scaled = logits / np.exp(log_temperature)
-        return -float(rows.weights @ logistic.log_likelihoods(scaled, rows.targets, rows.binary)) / rows.weights.sum()
+        return -float(rows.weights @ solver.log_likelihoods(scaled, rows.targets, rows.binary)) / rows.weights.sum()
 
     return float(np.exp(minimize_scalar(loss, bounds=(-3.0, 3.0), method="bounded").x))
 
@@ -196,7 +196,7 @@ def train_head(
         c, score = best
         temperature = _fit_temperature(rows, oof[c])
         scaler = StandardScaler().fit(rows.features)
-        w, b, _ = logistic.fit(
+        w, b, _ = solver.fit(
             scaler.transform(rows.features), rows.targets, rows.weights, c, rows.binary, len(rows.classes),
             max_iter=options.max_iter,
         )

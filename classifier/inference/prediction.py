@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from classifier.labels import CLASSES
+from classifier.heads.sentiment import CLASSES
 
 
 @dataclass(frozen=True)

@@ -6,17 +6,17 @@ import threading
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING
 
-from classifier.identity import EncoderError, EncoderIdentity
+from classifier.encoders.identity import EncoderError, EncoderIdentity
 
 if TYPE_CHECKING:
     import numpy as np
 
-    from classifier.encoder import Encoder
+    from classifier.encoders.hf import Encoder
 
 
 class LazyEncoder:
     """Knows its identity, width and numeric mode from the model's files; :meth:`embed` (or :attr:`loaded`)
-    loads the real :class:`~classifier.encoder.Encoder` once, thread-safely."""
+    loads the real :class:`~classifier.encoders.hf.Encoder` once, thread-safely."""
 
     def __init__(self, identity: EncoderIdentity, dim: int, mode: str, load: Callable[[], Encoder]) -> None:
         self.identity = identity

@@ -17,8 +17,8 @@ from typing import TYPE_CHECKING, NamedTuple, TypeVar
 
 import numpy as np
 
-from classifier.pipeline import SentimentClassifier
-from classifier.prediction import Prediction
+from classifier.inference.classifier import SentimentClassifier
+from classifier.inference.prediction import Prediction
 
 if TYPE_CHECKING:  # redis is imported only where a shared tier is configured
     from cache.redis_tier import RedisTier

@@ -10,8 +10,8 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
-from classifier.labels import NEUTRAL, POSITIVE  # noqa: E402
-from classifier.metrics import Report, binary_p_positive, reliability_bins  # noqa: E402
+from classifier.evaluation.metrics import Report, binary_p_positive, reliability_bins  # noqa: E402
+from classifier.heads.sentiment import NEUTRAL, POSITIVE  # noqa: E402
 
 
 def save_evaluation_plot(

@@ -22,9 +22,9 @@ import torch
 import transformers
 from transformers import AutoModel, AutoTokenizer, PreTrainedModel, PreTrainedTokenizerBase
 
-from classifier.bundled import DEFAULT_MODELS_DIR
-from classifier.cpu_bf16 import bf16_model
-from classifier.identity import (
+from classifier.encoders.bundled import DEFAULT_MODELS_DIR
+from classifier.encoders.cpu_bf16 import bf16_model
+from classifier.encoders.identity import (
     EncoderError,
     EncoderIdentity,
     ModelSource,
@@ -33,7 +33,7 @@ from classifier.identity import (
     numeric_mode,
     resolve_model,
 )
-from classifier.pooling import Pooling
+from classifier.encoders.pooling import Pooling
 
 log = logging.getLogger(__name__)
 
@@ -113,8 +113,9 @@ class Encoder:
     ) -> Encoder:
         """Load tokenizer and model with ``from_pretrained``: a bundled model, a hub name or a local folder.
 
-        ``device``, ``quantize`` and ``precision`` pick the numeric mode (:func:`~classifier.identity.numeric_mode`).
-        ``source``: :func:`~classifier.identity.resolve_model`'s answer when the caller has it already.
+        ``device``, ``quantize`` and ``precision`` pick the numeric mode
+        (:func:`~classifier.encoders.identity.numeric_mode`).
+        ``source``: :func:`~classifier.encoders.identity.resolve_model`'s answer when the caller has it already.
         """
         mode = numeric_mode(device, quantize, precision)
         source = source or resolve_model(name_or_path, models_dir)
@@ -322,8 +323,8 @@ def truncate_layers(model: torch.nn.Module, deepest: int) -> None:
 
 
 def cpu_model(model: PreTrainedModel, mode: str) -> PreTrainedModel:
-    """``model`` for a CPU in numeric ``mode``: as is (fp32), in bf16 (:func:`~classifier.cpu_bf16.bf16_model`),
-    or with int8 Linear layers.
+    """``model`` for a CPU in numeric ``mode``: as is (fp32), in bf16
+    (:func:`~classifier.encoders.cpu_bf16.bf16_model`), or with int8 Linear layers.
 
     bf16 weights rather than autocast: autocast converts every weight at every call, a bf16 copy does it once.
     """

@@ -1,6 +1,7 @@
 """Classification metrics: accuracy, macro recall, per-class precision/recall/F1, confusion matrix, calibration error.
 
-Probabilities are ``[n, 3]`` in :data:`~classifier.labels.CLASSES` order. Binary data (no neutral label) is scored
+Probabilities are ``[n, 3]`` in :data:`~classifier.heads.sentiment.CLASSES` order. Binary data (no neutral label) is
+scored
 negative against positive only, the argmax over those two, so its figures stay comparable with two-class heads;
 three-way data is scored on all three classes.
 """
@@ -12,7 +13,7 @@ from dataclasses import asdict, dataclass
 import numpy as np
 
 from classifier.config import DEFAULT_FLAG_THRESHOLD
-from classifier.labels import CLASSES, NEGATIVE, NEUTRAL, POSITIVE
+from classifier.heads.sentiment import CLASSES, NEGATIVE, NEUTRAL, POSITIVE
 
 BINARY_CLASSES = (NEGATIVE, POSITIVE)
 

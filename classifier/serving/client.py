@@ -1,6 +1,6 @@
 """The encoder of a bot process whose inference runs in ``moodbot serve`` (``MOODBOT_INFERENCE_URL``).
 
-The :class:`~classifier.worker.BatchingWorker` keeps its job: it answers cache hits, de-duplicates and cuts
+The :class:`~classifier.inference.worker.BatchingWorker` keeps its job: it answers cache hits, de-duplicates and cuts
 batches. Each batch it would have run on a local model comes here and is split into requests of
 :data:`REQUEST_TEXTS` texts, sent at once over one aiohttp session that runs on a loop thread of its own
 (the worker's model thread calls :meth:`RemoteEncoder.embed` synchronously, as it calls a local encoder, so
@@ -22,7 +22,7 @@ from typing import Any, TypeVar
 import aiohttp
 import numpy as np
 
-from classifier.identity import EncoderError, EncoderIdentity
+from classifier.encoders.identity import EncoderError, EncoderIdentity
 from classifier.serving.protocol import EMBED_PATH, INFO_PATH, ProtocolError, ServiceInfo, decode_vectors
 
 log = logging.getLogger(__name__)
@@ -48,7 +48,7 @@ class InferenceUnavailable(InferenceError):
 
 
 class RemoteEncoder:
-    """Something that embeds (:class:`~classifier.identity.EncoderLike`) by asking the service at ``url``."""
+    """Something that embeds (:class:`~classifier.encoders.identity.EncoderLike`) by asking the service at ``url``."""
 
     def __init__(self, url: str, timeout_s: float) -> None:
         """Connect and read the service's identity, retrying like any request; raises :class:`InferenceError`."""

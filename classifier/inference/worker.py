@@ -1,6 +1,6 @@
 """An asyncio front to the model: concurrent callers are batched into few model calls.
 
-Cache hits are answered by the cache tiers (:mod:`classifier.cache_tiers`) without touching the model.
+Cache hits are answered by the cache tiers (:mod:`classifier.inference.tiers`) without touching the model.
 Misses join a bounded queue; a batch is cut at ``max_batch`` items or ``max_wait_ms`` after its
 first item, and runs in the one model thread (model and head; the tiers' writes follow), so the event
 loop never blocks. Identical texts in flight are computed once. A failing batch fails only its own
@@ -16,10 +16,10 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Literal, overload
 
-from classifier.cache_tiers import CacheTiers
 from classifier.config import WorkerConfig
-from classifier.pipeline import SentimentClassifier
-from classifier.prediction import Prediction
+from classifier.inference.classifier import SentimentClassifier
+from classifier.inference.prediction import Prediction
+from classifier.inference.tiers import CacheTiers
 from classifier.text import prepare_text
 
 if TYPE_CHECKING:  # redis is imported only where a shared tier is configured

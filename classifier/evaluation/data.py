@@ -2,7 +2,8 @@
 
 A file is binary (0 negative, 1 positive; SST-2) or three-way (0 negative, 1 neutral, 2 positive; TweetEval).
 Which one is never guessed from the labels, since a three-way file that happens to hold only 0s and 1s would
-read as negative/positive: the caller says so. Labels come out as class indices of :data:`classifier.labels.CLASSES`.
+read as negative/positive: the caller says so. Labels come out as class indices of
+:data:`classifier.heads.sentiment.CLASSES`.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
-from classifier.labels import BINARY_TO_CLASS
+from classifier.heads.sentiment import BINARY_TO_CLASS
 
 
 class DataFormatError(ValueError):

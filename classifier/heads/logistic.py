@@ -17,8 +17,8 @@ from typing import Any
 
 import numpy as np
 
-from classifier.identity import EncoderIdentity, EncoderLike
-from classifier.labels import CLASSES
+from classifier.encoders.identity import EncoderIdentity, EncoderLike
+from classifier.heads.sentiment import CLASSES
 
 FORMAT = "moodbot-head"
 VERSION = 2
@@ -34,7 +34,7 @@ class HeadError(ValueError):
 class LogisticHead:
     """``p = softmax((standardised(x) @ weights.T + biases) / temperature)`` over ``classes``.
 
-    ``weights`` is ``[len(classes), dim]``. Probabilities come out in :data:`~classifier.labels.CLASSES` order
+    ``weights`` is ``[len(classes), dim]``. Probabilities come out in :data:`~classifier.heads.sentiment.CLASSES` order
     whatever the head's own classes; a class the head lacks (neutral, for a binary head) has probability 0.
     """
 

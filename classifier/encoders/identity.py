@@ -5,8 +5,8 @@ refused by any other encoder), the cache namespaces vectors by it plus the numer
 and fp16 vectors differ slightly from fp32, yet any head of the identity takes them: the same feature).
 For the bundled models and local folders it comes from the files on disk, so a run whose texts are all
 cached never has to load the model.
-:class:`EncoderLike` is "something that embeds": the loaded :class:`~classifier.encoder.Encoder`
-and the :class:`~classifier.lazy.LazyEncoder` that stands in for it until first use.
+:class:`EncoderLike` is "something that embeds": the loaded :class:`~classifier.encoders.hf.Encoder`
+and the :class:`~classifier.encoders.lazy.LazyEncoder` that stands in for it until first use.
 """
 
 from __future__ import annotations
@@ -20,8 +20,8 @@ from functools import cache, cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
-from classifier.bundled import DEFAULT_MODELS_DIR, bundled_encoder, file_sha256
-from classifier.pooling import Pooling
+from classifier.encoders.bundled import DEFAULT_MODELS_DIR, bundled_encoder, file_sha256
+from classifier.encoders.pooling import Pooling
 
 if TYPE_CHECKING:
     import numpy as np

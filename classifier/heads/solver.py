@@ -16,7 +16,7 @@ import numpy as np
 from scipy.optimize import minimize
 from scipy.special import log_softmax
 
-from classifier.labels import NEUTRAL
+from classifier.heads.sentiment import NEUTRAL
 
 
 def log_likelihoods(logits: np.ndarray, labels: np.ndarray, binary: np.ndarray) -> np.ndarray:

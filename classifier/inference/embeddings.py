@@ -8,7 +8,7 @@ import numpy as np
 from tqdm import tqdm
 
 from cache import EmbeddingCache
-from classifier.identity import EncoderLike
+from classifier.encoders.identity import EncoderLike
 
 PROGRESS_CHUNK = 256
 
