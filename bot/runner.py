@@ -13,7 +13,7 @@ from bot.client import MoodBot, ShardedMoodBot
 from bot.endpoints import configure_endpoints
 from bot.settings import Settings
 from bot.store import AsyncStore
-from classifier.inference.classifier import SentimentClassifier
+from classifier.inference.classifier import Classifier
 from classifier.inference.worker import BatchingWorker
 
 if TYPE_CHECKING:
@@ -36,7 +36,7 @@ async def start_dashboard(settings: Settings, store: AsyncStore, client: discord
 class BotService:
     """The bot with its store and worker; :meth:`run` serves until ``stop`` is set or the connection ends for good."""
 
-    def __init__(self, settings: Settings, classifier: SentimentClassifier, **bot_options: Any) -> None:
+    def __init__(self, settings: Settings, classifier: Classifier, **bot_options: Any) -> None:
         self.settings = settings
         self.classifier = classifier
         self.bot_options = bot_options  # extra discord.Client options, e.g. guild_ready_timeout
@@ -96,7 +96,7 @@ class BotService:
 
 def run_bot(settings: Settings) -> int:
     """Run until SIGINT/SIGTERM; 0 on a clean stop, 1 when Discord rejects the token."""
-    classifier = SentimentClassifier.load(settings.classifier_config())
+    classifier = Classifier.load(settings.classifier_config())
     classifier.warm_up()
     try:
         return asyncio.run(_serve(settings, classifier))
@@ -104,7 +104,7 @@ def run_bot(settings: Settings) -> int:
         classifier.close()
 
 
-async def _serve(settings: Settings, classifier: SentimentClassifier) -> int:
+async def _serve(settings: Settings, classifier: Classifier) -> int:
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGINT, signal.SIGTERM):

@@ -108,7 +108,7 @@ class Settings:
         return self.database_url or f"sqlite:///{self.database_path}"
 
     def classifier_config(self) -> ClassifierConfig:
-        """Encoder, head and cache, for ``SentimentClassifier.load``."""
+        """Encoder, head and cache, for ``Classifier.load``."""
         return ClassifierConfig(
             model=self.model, head=self.head, cache_dir=self.cache_dir, cache_size_mb=self.cache_size_mb,
             device=self.device, quantize=self.quantize, precision=self.precision, models_dir=self.models_dir,

@@ -22,7 +22,7 @@ FLAG_THRESHOLD_RANGE = (0.5, 1.0)
 
 @dataclass(frozen=True)
 class ClassifierConfig:
-    """Encoder, head and cache of a :class:`~classifier.inference.classifier.SentimentClassifier`."""
+    """Encoder, heads and cache of one :class:`~classifier.inference.classifier.Classifier`."""
 
     model: str = DEFAULT_MODEL
     head: Path | None = None  # None: the shipped head
@@ -38,11 +38,23 @@ class ClassifierConfig:
 
     @property
     def head_path(self) -> Path:
-        """The configured head, else the one shipped for the model (for a model not bundled: the default model's,
-        which names the encoder it needs when loaded with another)."""
+        """The configured sentiment head, else the one shipped for the model (for a model not bundled: the default
+        model's, which names the encoder it needs when loaded with another)."""
         bundled = bundled_encoder(self.model) or bundled_encoder(DEFAULT_MODEL)
         assert bundled is not None
         return self.head or bundled.head_path
+
+    @property
+    def extra_head_paths(self) -> dict[str, Path]:
+        """The other heads shipped for a bundled model (moderation signals), by task; none for other models."""
+        bundled = bundled_encoder(self.model)
+        return {} if bundled is None else {t: p for t, p in bundled.shipped_heads().items() if t != "sentiment"}
+
+    @property
+    def path_name(self) -> str:
+        """How predictions name this encoder path: the bundled short name, else the model as configured."""
+        bundled = bundled_encoder(self.model)
+        return bundled.short_name if bundled is not None else self.model
 
     @property
     def numeric_mode(self) -> str:

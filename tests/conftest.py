@@ -18,7 +18,7 @@ import discord
 import pytest
 import pytest_asyncio
 
-from classifier.inference.classifier import SentimentClassifier
+from classifier.inference.classifier import Classifier, by_task
 from tests.support.classifier import build_tiny_model
 from tests.support.fake_discord import FakeDiscordServer, Seed, seed_default
 from tests.support.helpers import SETTING_PREFIXES, CliResult, clean_environ, labelled_texts, write_tsv
@@ -101,12 +101,12 @@ def minilm_encoder(shipped_head):
 
 
 @pytest.fixture(scope="session")
-def shipped_classifier(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SentimentClassifier]:
+def shipped_classifier(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Classifier]:
     """The bundled all-MiniLM-L6-v2 with the shipped head, loaded once per session, over a tmp cache."""
     from bot.settings import Settings
 
     root = tmp_path_factory.mktemp("classifier")
-    loaded = SentimentClassifier.load(
+    loaded = Classifier.load(
         Settings(model="minilm", data_dir=root, cache_dir=root / "cache", device="cpu").classifier_config()
     )
     yield loaded
@@ -120,11 +120,11 @@ def make_classifier(tmp_path: Path, tiny_encoder, tiny_head) -> Iterator[Callabl
 
     made = []
 
-    def make(cls=SentimentClassifier, encoder=None, head=None, cache_dir: Path | None = None, **cache_options):
+    def make(cls=Classifier, encoder=None, head=None, cache_dir: Path | None = None, **cache_options):
         encoder = encoder or tiny_encoder
         directory = cache_dir or tmp_path / "cache"
         cache = EmbeddingCache(directory, encoder.cache_namespace, dim=encoder.dim, **cache_options)
-        classifier = cls(encoder, head or tiny_head, cache)
+        classifier = cls(encoder, by_task(head or tiny_head), cache)
         made.append(classifier)
         return classifier
 

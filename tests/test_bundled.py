@@ -288,12 +288,12 @@ def test_bf16_features_are_close_to_fp32_on_mpnet(mpnet_fp32: Encoder) -> None:
 def test_the_lazy_encoder_promises_the_mode_it_loads(tiny_model_dir: Path, tiny_head_path: Path,
                                                       tmp_path: Path) -> None:
     from classifier.encoders.lazy import LazyEncoder
-    from classifier.inference.classifier import SentimentClassifier
+    from classifier.inference.classifier import Classifier
 
     for precision in ("fp32", "auto"):
         config = ClassifierConfig(model=str(tiny_model_dir), head=tiny_head_path, cache_dir=tmp_path / precision,
                                   device="cpu", precision=precision)
-        classifier = SentimentClassifier.load(config)
+        classifier = Classifier.load(config)
         try:
             assert isinstance(classifier.encoder, LazyEncoder)
             assert classifier.encoder.cache_namespace.endswith(f":{config.numeric_mode}")

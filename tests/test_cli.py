@@ -91,7 +91,7 @@ def test_classify_json_survives_hostile_stdin(cli_env: dict[str, str]) -> None:
         if not raw.replace(b"\x00", b"").strip():
             assert record == EMPTY, raw
             continue
-        assert set(record) == {"text", "label", "p_negative", "p_neutral", "p_positive", "cached"}, raw
+        assert set(record) == {"text", "label", "p_negative", "p_neutral", "p_positive", "encoder", "language", "cached"}, raw
         assert record["label"] in CLASSES and 0.0 < record["p_positive"] < 1.0 and record["cached"] is False
         assert record["p_negative"] + record["p_neutral"] + record["p_positive"] == pytest.approx(1.0, abs=1e-5)
         assert record["text"] == raw.decode("utf-8", "replace").rstrip("\r")

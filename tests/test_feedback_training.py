@@ -242,7 +242,7 @@ def test_feedback_of_a_quantized_bot_is_used(
 
     bot_encoder = Encoder.load(
         str(tiny_model_dir), device="cpu", quantize="int8"
-    )  # the bot's classifier, as SentimentClassifier.load builds it
+    )  # the bot's classifier, as Classifier.load builds it
     assert bot_encoder.cache_namespace.endswith(":int8")
     reviews = [(text, review_of(label, i)) for i, (text, label) in enumerate(chat.pool)]
     with Store.open_sync(database(cli_env)) as store:

@@ -15,9 +15,9 @@ from classifier.config import ClassifierConfig
 from classifier.encoders.bundled import MINILM
 from classifier.evaluation.data import load_tsv
 from classifier.heads.logistic import HeadError, LogisticHead, _checksum
-from classifier.heads.sentiment import NEGATIVE, NEUTRAL, POSITIVE
+from classifier.heads.sentiment import CLASSES, NEGATIVE, NEUTRAL, POSITIVE
 from classifier.heads.training import FeatureSet, TrainingOptions, train_head
-from classifier.inference.classifier import SentimentClassifier
+from classifier.inference.classifier import Classifier, by_task
 from tests.support.helpers import NEGATIVE_TEXTS, POSITIVE_TEXTS
 
 
@@ -39,7 +39,7 @@ def test_head_json_round_trip_gives_identical_predictions(tiny_head, tiny_encode
 
 def test_head_file_is_plain_json_with_its_provenance(tiny_head_path: Path, tiny_encoder) -> None:
     data = json.loads(tiny_head_path.read_text())
-    assert data["format"] == "moodbot-head" and data["version"] == 2
+    assert data["format"] == "moodbot-head" and data["version"] == 3 and data["task"] == "sentiment"
     assert data["classes"] == ["negative", "positive"]  # trained on binary data only: no neutral class to learn
     assert data["encoder"]["fingerprint"] == tiny_encoder.fingerprint
     assert data["feature"] == {"pooling": "cls@-1", "dim": 32, "standardize": True}
@@ -70,7 +70,7 @@ def test_fingerprint_mismatch_says_to_run_moodbot_train(tiny_head, other_encoder
     cache = EmbeddingCache(tmp_path / "c", other_encoder.cache_namespace, dim=other_encoder.dim)
     try:
         with pytest.raises(HeadError, match="moodbot train"):
-            SentimentClassifier(other_encoder, tiny_head, cache)
+            Classifier(other_encoder, by_task(tiny_head), cache)
     finally:
         cache.close()
 
@@ -79,7 +79,7 @@ def test_loading_through_the_pipeline_with_the_wrong_model_fails(
     tiny_head_path: Path, other_model_dir: Path, tmp_path: Path
 ) -> None:
     with pytest.raises(HeadError, match="moodbot train --model tiny-distilbert-b"):
-        SentimentClassifier.load(
+        Classifier.load(
             ClassifierConfig(str(other_model_dir), tiny_head_path, tmp_path / "cache", device="cpu")
         )
 
@@ -183,7 +183,7 @@ def test_training_is_deterministic_and_reports_held_out_numbers(tiny_encoder, ti
     assert all(set(figures) == {"accuracy", "ece"} for figures in report["cv_by_set"].values())  # binary sets
     assert 0.0 <= report["dev_accuracy"] <= 1.0 and report["folds"] == 2 and report["dev_neutral_share"] == 0.0
     assert first.head.training["date"] == "2024-01-01" and first.head.dim == 32
-    p = first.head.predict_proba(features)
+    p = first.head.probabilities_for(features, CLASSES)
     assert p.shape == (len(train), 3) and np.all(p[:, NEUTRAL] == 0.0)
     assert np.all((p[:, [NEGATIVE, POSITIVE]] > 0) & (p[:, [NEGATIVE, POSITIVE]] < 1))
     np.testing.assert_allclose(p.sum(axis=1), 1.0)
@@ -198,7 +198,7 @@ def test_training_separates_separable_features(tiny_encoder) -> None:
         tiny_encoder.identity, [FeatureSet("s", features, labels)], None, TrainingOptions(c_grid=(0.1,), folds=3)
     )
     assert result.report["cv_by_set"]["s"]["accuracy"] == 1.0 and "dev_accuracy" not in result.report
-    p = result.head.predict_proba(features)
+    p = result.head.probabilities_for(features, CLASSES)
     assert np.array_equal(p.argmax(axis=1), labels)
 
 
@@ -267,17 +267,44 @@ def test_version_1_binary_head_still_loads_with_no_neutral(tiny_head, tiny_encod
     head = LogisticHead.load(path)
     assert head.classes == ("negative", "positive") and not head.three_way
     features = tiny_encoder.embed(["a fine day", "a bad day", "the meeting is at noon"])
-    p = head.predict_proba(features)
+    p = head.probabilities_for(features, CLASSES)
     logit = 1.2 * (((features.astype(np.float64) - 0.5) / 2.0) @ weights + 0.3) - 0.1
     expected = 1.0 / (1.0 + np.exp(-logit))  # what version 1 computed
     np.testing.assert_allclose(p[:, POSITIVE], expected, rtol=1e-9)
     np.testing.assert_allclose(p[:, NEGATIVE], 1.0 - expected, rtol=1e-9)
     assert np.all(p[:, NEUTRAL] == 0.0)
     assert head.training == {"C": 0.001, "cv_accuracy": 0.8}
-    resaved = tmp_path / "v2.json"
+    resaved = tmp_path / "v3.json"
     head.save(resaved)  # saving writes the current version, with the same predictions
-    assert json.loads(resaved.read_text())["version"] == 2
-    np.testing.assert_allclose(LogisticHead.load(resaved).predict_proba(features), p, rtol=1e-12)
+    assert json.loads(resaved.read_text())["version"] == 3
+    np.testing.assert_allclose(LogisticHead.load(resaved).probabilities_for(features, CLASSES), p, rtol=1e-12)
+
+
+def test_version_2_head_loads_as_a_sentiment_head(tiny_head, tiny_encoder, tmp_path: Path) -> None:
+    """A head written before heads named their task (version 2, no ``task``) is a sentiment head, same numbers."""
+    from classifier.heads.logistic import _checksum
+
+    body = {k: v for k, v in tiny_head.to_dict().items() if k not in ("checksum", "task")} | {"version": 2}
+    path = tmp_path / "v2.json"
+    path.write_text(json.dumps(body | {"checksum": _checksum(body)}))
+    loaded = LogisticHead.load(path)
+    features = tiny_encoder.embed(["a fine day", "a bad day"])
+    assert loaded.task == "sentiment" and loaded.classes == tiny_head.classes
+    assert np.array_equal(loaded.predict_proba(features), tiny_head.predict_proba(features))
+
+
+def test_a_moderation_head_has_its_own_classes(tiny_head) -> None:
+    """A head declares its task; its classes must be that task's (a moderation head: other / its signal)."""
+    weights = np.vstack([np.zeros(tiny_head.dim), np.ones(tiny_head.dim)])
+    head = LogisticHead(tiny_head.encoder, weights, np.zeros(2), tiny_head.mean, tiny_head.scale,
+                        classes=("other", "offensive"), task="offensive")
+    p = head.predict_proba(tiny_head.mean[None, :] + tiny_head.scale)  # one standard deviation up on every feature
+    assert p.shape == (1, 2) and p[0, 1] > 0.99
+    with pytest.raises(ValueError, match="offensive head's classes must be one of"):
+        LogisticHead(tiny_head.encoder, weights, np.zeros(2), tiny_head.mean, tiny_head.scale,
+                     classes=("negative", "positive"), task="offensive")
+    with pytest.raises(ValueError, match="unknown head task 'spam'"):
+        LogisticHead(tiny_head.encoder, weights, np.zeros(2), tiny_head.mean, tiny_head.scale, task="spam")
 
 
 def test_malformed_version_1_heads_are_clear_errors(tiny_head, tmp_path: Path) -> None:

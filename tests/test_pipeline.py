@@ -22,7 +22,7 @@ def test_classify_fills_then_reads_the_cache(make_classifier, tiny_encoder, tiny
     assert tiny_encoder.embed_calls == embed_calls + 1
     assert [p.cached for p in first] == [False] * 8
     assert all(p.label in CLASSES and 0.0 < p.p_positive < 1.0 for p in first)
-    expected = tiny_head.predict_proba(tiny_encoder.embed(texts))
+    expected = tiny_head.probabilities_for(tiny_encoder.embed(texts), CLASSES)
     np.testing.assert_allclose([[p.p_negative, p.p_neutral, p.p_positive] for p in first], expected, rtol=1e-6)
     assert [p.label for p in first] == [CLASSES[i] for i in expected.argmax(axis=1)]
 
@@ -36,7 +36,7 @@ def test_classify_fills_then_reads_the_cache(make_classifier, tiny_encoder, tiny
 
 def test_duplicates_in_one_call_are_embedded_once(make_classifier) -> None:
     classifier = make_classifier(cls=InstrumentedClassifier)
-    vectors, cached = classifier.vectors(["same", "other", "same", "same"])
+    vectors, cached = classifier.embeddings.vectors(["same", "other", "same", "same"])
     assert classifier.batches == [["same", "other"]]
     assert vectors.shape == (4, 32) and cached == [False] * 4
     assert np.array_equal(vectors[0], vectors[2]) and np.array_equal(vectors[0], vectors[3])
@@ -52,6 +52,8 @@ def test_prediction_json_and_confidence(make_classifier) -> None:
         "p_negative": round(prediction.p_negative, 6),
         "p_neutral": 0.0,  # the tiny head was trained on binary data: it has no neutral class
         "p_positive": round(prediction.p_positive, 6),
+        "encoder": "",
+        "language": None,
         "cached": False,
     }
     assert prediction.p_negative + prediction.p_positive == pytest.approx(1.0)
@@ -74,7 +76,7 @@ def test_a_three_way_head_labels_neutral(make_classifier, tiny_encoder, tiny_hea
     for p in predictions:
         assert p.label == max(p.probabilities, key=p.probabilities.get)
         assert p.p_negative + p.p_neutral + p.p_positive == pytest.approx(1.0)
-        assert set(p.to_json("x")) == {"text", "label", "p_negative", "p_neutral", "p_positive", "cached"}
+        assert set(p.to_json("x")) == {"text", "label", "p_negative", "p_neutral", "p_positive", "encoder", "language", "cached"}
 
 
 def test_two_encoders_never_read_each_others_vectors(tmp_path: Path, tiny_encoder, other_encoder) -> None:
@@ -105,11 +107,11 @@ def test_two_encoders_never_read_each_others_vectors(tmp_path: Path, tiny_encode
 def test_dataset_vectors_counts_hits(make_classifier) -> None:
     classifier = make_classifier()
     texts = [f"sentence {i}" for i in range(300)]  # more than one progress chunk
-    vectors, hits = classifier.dataset_vectors(texts)
+    vectors, hits = classifier.embeddings.dataset_vectors(texts)
     assert vectors.shape == (300, 32) and hits == 0
-    again, hits = classifier.dataset_vectors(texts)
+    again, hits = classifier.embeddings.dataset_vectors(texts)
     assert hits == 300 and np.array_equal(again, vectors)
-    empty, hits = classifier.dataset_vectors([])
+    empty, hits = classifier.embeddings.dataset_vectors([])
     assert empty.shape == (0, 32) and hits == 0
 
 

@@ -19,7 +19,7 @@ import pytest
 from bot.settings import SettingsError, load_settings
 from classifier.config import ClassifierConfig
 from classifier.heads.sentiment import CLASSES
-from classifier.inference.classifier import SentimentClassifier
+from classifier.inference.classifier import Classifier
 from classifier.inference.worker import BatchingWorker, ClassificationError
 from classifier.serving.client import REQUEST_TEXTS, InferenceError, InferenceUnavailable, RemoteEncoder
 from classifier.serving.protocol import (
@@ -81,7 +81,7 @@ def test_served_vectors_and_predictions_equal_in_process(served: InferenceServer
 def test_a_remote_classifier_matches_the_in_process_one(
     served: InferenceServer, make_classifier, tiny_head_path: Path, tmp_path: Path
 ) -> None:
-    remote = SentimentClassifier.load(remote_config(served.url, tiny_head_path, tmp_path / "remote-cache"))
+    remote = Classifier.load(remote_config(served.url, tiny_head_path, tmp_path / "remote-cache"))
     try:
         assert isinstance(remote.encoder, RemoteEncoder)
         ours, theirs = remote.classify(TEXTS), make_classifier().classify(TEXTS)
@@ -118,7 +118,7 @@ async def test_worker_sends_misses_in_batches_and_answers_hits_itself(
     served: InferenceServer, tiny_head_path: Path, tmp_path: Path
 ) -> None:
     texts = [f"message number {i} about the server" for i in range(300)]
-    classifier = SentimentClassifier.load(remote_config(served.url, tiny_head_path, tmp_path / "cache"))
+    classifier = Classifier.load(remote_config(served.url, tiny_head_path, tmp_path / "cache"))
     try:
         before = served.get(STATS_PATH)
         async with BatchingWorker(classifier, max_batch=512) as worker:
@@ -141,13 +141,13 @@ async def test_worker_sends_misses_in_batches_and_answers_hits_itself(
 BOT_PROCESS = """
 import asyncio, json, sys
 from bot.settings import load_settings
-from classifier.inference.classifier import SentimentClassifier
+from classifier.inference.classifier import Classifier
 from classifier.inference.worker import BatchingWorker
 import bot.client, bot.runner  # the bot's own modules, as `moodbot run` imports them
 
 async def main():
     settings = load_settings(dotenv_path=None)
-    classifier = SentimentClassifier.load(settings.classifier_config())
+    classifier = Classifier.load(settings.classifier_config())
     try:
         async with BatchingWorker.configured(classifier, settings.worker_config()) as worker:
             labels = [p.label for p in await worker.classify_many(sys.argv[1:])]
@@ -189,14 +189,14 @@ def test_the_head_must_fit_the_served_encoder(served: InferenceServer, tmp_path:
     from classifier.heads.logistic import HeadError
 
     with pytest.raises(HeadError, match="this head was trained for encoder"):
-        SentimentClassifier.load(ClassifierConfig(cache_dir=tmp_path, inference_url=served.url))  # the shipped head
+        Classifier.load(ClassifierConfig(cache_dir=tmp_path, inference_url=served.url))  # the shipped head
 
 
 def test_no_service_at_the_url_is_a_clear_error_within_the_timeout(tiny_head_path: Path, tmp_path: Path) -> None:
     url = f"http://127.0.0.1:{free_port()}"
     started = time.monotonic()
     with pytest.raises(InferenceUnavailable, match=r"did not answer GET /v1/info: \d+ attempt\(s\)"):
-        SentimentClassifier.load(remote_config(url, tiny_head_path, tmp_path, timeout_s=1.5))
+        Classifier.load(remote_config(url, tiny_head_path, tmp_path, timeout_s=1.5))
     assert time.monotonic() - started < 3.0
 
 
@@ -265,8 +265,8 @@ async def test_outage_fails_callers_cleanly_holds_the_queue_and_recovers(
 ) -> None:
     """The shared server goes down and comes back on its port (it is up again for whichever test runs next)."""
     server = served
-    short = SentimentClassifier.load(remote_config(server.url, tiny_head_path, tmp_path / "short", timeout_s=2.0))
-    long = SentimentClassifier.load(remote_config(server.url, tiny_head_path, tmp_path / "long", timeout_s=150.0))
+    short = Classifier.load(remote_config(server.url, tiny_head_path, tmp_path / "short", timeout_s=2.0))
+    long = Classifier.load(remote_config(server.url, tiny_head_path, tmp_path / "long", timeout_s=150.0))
     try:
         async with BatchingWorker(short) as quick, BatchingWorker(long, max_batch=2, queue_size=3) as patient:
             assert (await quick.classify("before the outage")).label in CLASSES

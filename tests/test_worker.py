@@ -36,7 +36,7 @@ async def test_concurrent_calls_are_batched(classifier, tiny_encoder) -> None:
     assert tiny_encoder.forward_calls - forward_calls == len(sizes)
     assert worker.stats.batches == len(sizes) and worker.stats.largest_batch == 16 and worker.stats.computed == 40
     assert all(p.label in CLASSES and not p.cached for p in predictions)
-    direct = classifier.head.predict_proba(tiny_encoder.embed(texts))
+    direct = classifier.head.probabilities_for(tiny_encoder.embed(texts), CLASSES)
     got = [[p.p_negative, p.p_neutral, p.p_positive] for p in predictions]
     np.testing.assert_allclose(got, direct, rtol=1e-5)
 
@@ -136,7 +136,7 @@ async def test_queue_is_bounded_and_everyone_completes(classifier) -> None:
 
 
 async def test_a_failing_batch_fails_only_its_callers(classifier, caplog: pytest.LogCaptureFixture) -> None:
-    classifier.fail_marker = "💥"
+    classifier.encoder.fail_marker = "💥"
     async with BatchingWorker(classifier, max_batch=8, max_wait_ms=200) as worker:
         with caplog.at_level(logging.ERROR, logger="classifier.inference.worker"):
             bad = await asyncio.gather(

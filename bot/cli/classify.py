@@ -18,9 +18,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace, settings: Settings) -> int:
     from bot.cli.console import classify_lines, format_result, stdin_lines
-    from classifier.inference.classifier import SentimentClassifier
+    from classifier.inference.classifier import Classifier
 
-    classifier = SentimentClassifier.load(settings.classifier_config())
+    classifier = Classifier.load(settings.classifier_config())
     try:
         lines = args.texts if args.texts else stdin_lines()
         for result in classify_lines(classifier, lines):

@@ -16,7 +16,7 @@ from bot.settings import Settings
 from classifier.text import EmptyTextError, prepare_text, replace_surrogates
 
 if TYPE_CHECKING:  # loading the classifier is the command's work, not `moodbot --help`'s
-    from classifier.inference.classifier import SentimentClassifier
+    from classifier.inference.classifier import Classifier
 
 CHUNK_LINES = 256
 
@@ -37,7 +37,7 @@ def stdin_lines(stream: TextIO | None = None) -> Iterator[str]:
 
 
 def classify_lines(
-    classifier: SentimentClassifier, lines: Iterable[str], chunk: int = CHUNK_LINES
+    classifier: Classifier, lines: Iterable[str], chunk: int = CHUNK_LINES
 ) -> Iterator[dict[str, object]]:
     """One result object per input line, in order; batches ``chunk`` lines per model call."""
     buffer: list[str] = []
@@ -50,7 +50,7 @@ def classify_lines(
         yield from _classify_chunk(classifier, buffer)
 
 
-def _classify_chunk(classifier: SentimentClassifier, lines: list[str]) -> Iterator[dict[str, object]]:
+def _classify_chunk(classifier: Classifier, lines: list[str]) -> Iterator[dict[str, object]]:
     prepared: dict[int, str] = {}
     for index, line in enumerate(lines):
         try:
@@ -82,7 +82,7 @@ def _valid_unicode(value: object) -> object:
     return replace_surrogates(value) if isinstance(value, str) else value
 
 
-def run_console(classifier: SentimentClassifier, as_json: bool = False) -> None:
+def run_console(classifier: Classifier, as_json: bool = False) -> None:
     """Interactive prompt on a terminal; line-by-line classification of piped input otherwise."""
     out = sys.stdout
     if sys.stdin.isatty():
@@ -107,9 +107,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace, settings: Settings) -> int:
-    from classifier.inference.classifier import SentimentClassifier
+    from classifier.inference.classifier import Classifier
 
-    classifier = SentimentClassifier.load(settings.classifier_config())
+    classifier = Classifier.load(settings.classifier_config())
     try:
         run_console(classifier, as_json=args.json)
     finally:

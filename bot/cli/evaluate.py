@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING
 from bot.cli.datasets import LABELS_HELP, DataArgument, prepared
 from bot.settings import Settings
 from classifier.config import DEFAULT_FLAG_THRESHOLD
+from classifier.heads.sentiment import CLASSES
 
 if TYPE_CHECKING:
     from classifier.evaluation.metrics import Report
@@ -34,16 +35,16 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace, settings: Settings) -> int:
     from classifier.evaluation.metrics import classification_report
-    from classifier.inference.classifier import SentimentClassifier
+    from classifier.inference.classifier import Classifier
 
     argument = DataArgument.parse(args.data)
     data = argument.load()
     started = time.perf_counter()
-    classifier = SentimentClassifier.load(settings.classifier_config())
+    classifier = Classifier.load(settings.classifier_config())
     try:
         loaded = time.perf_counter()
-        vectors, hits = classifier.dataset_vectors(prepared(data), description=f"evaluating {argument.path.name}")
-        probabilities = classifier.head.predict_proba(vectors)
+        vectors, hits = classifier.embeddings.dataset_vectors(prepared(data), description=f"evaluating {argument.path.name}")
+        probabilities = classifier.head.probabilities_for(vectors, CLASSES)
         elapsed = time.perf_counter() - loaded
     finally:
         classifier.close()

@@ -88,9 +88,7 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
         pooling = Pooling.parse(args.pooling)
     else:
         pooling = shipped.encoder.pooling if shipped else Pooling()
-    encoder = Encoder.load(config.model, pooling=pooling, device=config.device,
-                           precision=config.precision, max_batch_tokens=config.max_batch_tokens,
-                           models_dir=config.models_dir)
+    encoder = Encoder.configured(dataclasses.replace(config, quantize="none"), pooling)  # heads learn float features
     features = CachedEncoder.open(encoder, str(config.cache_dir), config.cache_size_mb)
     try:
         sets, sources = [], []
@@ -161,10 +159,11 @@ def _feedback_set(settings: Settings, encoder: Encoder, guild: int | None) -> Fe
 def _refuse_regression(current: LogisticHead | None, encoder: Encoder, dev: FeatureSet, new_accuracy: float) -> None:
     """Refuse a head whose negative-vs-positive dev accuracy is more than a point below the current head's."""
     from classifier.evaluation.metrics import binary_accuracy
+    from classifier.heads.sentiment import CLASSES
 
     if current is None or current.encoder.fingerprint != encoder.fingerprint:
         return
-    before = binary_accuracy(dev.labels, current.predict_proba(dev.features))
+    before = binary_accuracy(dev.labels, current.probabilities_for(dev.features, CLASSES))
     print(f"dev accuracy before feedback {before:.4f}, after {new_accuracy:.4f}")
     if new_accuracy < before - 0.01:
         raise ValueError(f"refusing to write the head: dev accuracy would drop from {before:.4f} "

@@ -23,8 +23,8 @@ from classifier.bench.subject import BenchSubject
 from classifier.config import WorkerConfig
 from classifier.encoders.hf import Encoder
 from classifier.heads.logistic import LogisticHead
-from classifier.heads.sentiment import POSITIVE
-from classifier.inference.classifier import SentimentClassifier
+from classifier.heads.sentiment import CLASSES, POSITIVE
+from classifier.inference.classifier import Classifier, by_task
 from classifier.inference.worker import BatchingWorker
 
 WARMUP_TEXTS = 16
@@ -98,7 +98,7 @@ async def _burst(worker: BatchingWorker, texts: Sequence[str], progress: tqdm | 
 
 
 async def worker_bursts(
-    classifier: SentimentClassifier, texts: Sequence[str], config: WorkerConfig, phases: Sequence[str]
+    classifier: Classifier, texts: Sequence[str], config: WorkerConfig, phases: Sequence[str]
 ) -> dict[str, BurstResult]:
     """Run the named bursts on one worker: ``model`` (cache empty), then ``memory`` (all hits)."""
     results = {}
@@ -128,7 +128,7 @@ def naive_pass(
             started = time.perf_counter()
             encoded = encoder.tokenizer(text, return_tensors="pt", truncation=True, max_length=encoder.max_length)
             vector = encoder.features(encoded["input_ids"], encoded["attention_mask"]).numpy()
-            probability = float(head.predict_proba(vector)[0, POSITIVE])
+            probability = float(head.probabilities_for(vector, CLASSES)[0, POSITIVE])
             seconds.append(time.perf_counter() - started)
             probabilities.append(probability)
     return seconds, probabilities
@@ -175,7 +175,7 @@ def measure(subject: BenchSubject, texts: list[str], token_counts: Sequence[int]
 
     # a restarted bot: a new cache object on the same directory, memory tier cold
     disk_cache = EmbeddingCache(cache_dir, encoder.cache_namespace, cache_size_mb, dim=encoder.dim)
-    disk_classifier = SentimentClassifier(encoder, head, disk_cache)
+    disk_classifier = Classifier(encoder, by_task(head), disk_cache)
     try:
         disk_burst = asyncio.run(worker_bursts(disk_classifier, texts, config, ("disk",)))["disk"]
     finally:
@@ -246,7 +246,7 @@ def _other_mode_burst(encoder: Encoder, head: LogisticHead, texts: list[str], co
     cache = EmbeddingCache(cache_dir, encoder.cache_namespace, cache_size_mb, dim=encoder.dim)
     try:
         encoder.embed(texts[: min(len(texts), 64)])  # warm-up
-        return asyncio.run(worker_bursts(SentimentClassifier(encoder, head, cache), texts, config, ("model",)))["model"]
+        return asyncio.run(worker_bursts(Classifier(encoder, by_task(head), cache), texts, config, ("model",)))["model"]
     finally:
         cache.close()
 

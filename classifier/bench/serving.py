@@ -18,8 +18,8 @@ from cache import EmbeddingCache
 from classifier.bench.measurements import percentile_ms, worker_bursts
 from classifier.bench.subject import BenchSubject
 from classifier.config import WorkerConfig
-from classifier.heads.sentiment import POSITIVE
-from classifier.inference.classifier import SentimentClassifier
+from classifier.heads.sentiment import CLASSES, POSITIVE
+from classifier.inference.classifier import Classifier, by_task
 from classifier.serving.client import RemoteEncoder
 
 WARMUP_TEXTS = 64
@@ -31,14 +31,14 @@ def serve_figures(subject: BenchSubject, texts: list[str], config: WorkerConfig,
     head = subject.classifier.head
     local = EmbeddingCache(cache_dir, subject.encoder.cache_namespace, cache_size_mb, dim=subject.encoder.dim)
     try:
-        reference = head.predict_proba(np.stack(local.get_many(texts)))[:, POSITIVE]
+        reference = head.probabilities_for(np.stack(local.get_many(texts)), CLASSES)[:, POSITIVE]
     finally:
         local.close()
     encoder = RemoteEncoder(url, timeout_s)
     cache = EmbeddingCache(cache_dir.with_name("cache-serve"), encoder.cache_namespace, cache_size_mb, dim=encoder.dim)
     try:
         encoder.embed(texts[:WARMUP_TEXTS])  # connections and the service warm, as the local model was
-        classifier, requests = SentimentClassifier(encoder, head, cache), encoder.requests
+        classifier, requests = Classifier(encoder, by_task(head), cache), encoder.requests
         burst = asyncio.run(worker_bursts(classifier, texts, config, ("model",)))["model"]
         requests = encoder.requests - requests
     finally:

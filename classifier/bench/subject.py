@@ -22,7 +22,7 @@ from classifier.encoders.lazy import LazyEncoder
 from classifier.encoders.pooling import Pooling
 from classifier.evaluation.data import load_tsv
 from classifier.heads.logistic import HeadError, LogisticHead
-from classifier.inference.classifier import SentimentClassifier
+from classifier.inference.classifier import Classifier, by_task
 from classifier.text import prepare_text
 
 log = logging.getLogger(__name__)
@@ -56,7 +56,7 @@ RANDOM_INIT_ARCHITECTURES: dict[str, Callable[[], torch.nn.Module]] = {
 class BenchSubject:
     """The classifier under test and how it was obtained."""
 
-    classifier: SentimentClassifier
+    classifier: Classifier
     random_init: bool
     head_note: str
     notes: list[str] = field(default_factory=list)
@@ -130,9 +130,7 @@ def _load_encoder(model_name: str, pooling: Pooling, config: ClassifierConfig) -
     """``model_name`` as ``config`` loads it; a hub name from the local hub cache only when the hub is unreachable."""
     on_disk = bundled_encoder(model_name) is not None or Path(model_name).expanduser().is_dir()
     with contextlib.nullcontext() if on_disk or hub_reachable() else _offline_hub():
-        return Encoder.load(model_name, pooling=pooling, device=config.device, quantize=config.quantize,
-                            precision=config.precision, max_batch_tokens=config.max_batch_tokens,
-                            models_dir=config.models_dir)
+        return Encoder.configured(dataclasses.replace(config, model=model_name), pooling)
 
 
 def fp32_twin(subject: BenchSubject, model_name: str, config: ClassifierConfig) -> Encoder | None:
@@ -153,7 +151,7 @@ def load_subject(model_name: str, config: ClassifierConfig, cache_dir: Path) -> 
     notes: list[str] = []
     if head is not None and model_name == config.model:
         try:  # exactly what the bot runs, with a temporary cache
-            classifier = SentimentClassifier.load(dataclasses.replace(config, cache_dir=cache_dir))
+            classifier = Classifier.load(dataclasses.replace(config, cache_dir=cache_dir))
             return BenchSubject(classifier, False, f"shipped head {head_source}")
         except HeadError as error:
             notes.append(f"shipped head unusable: {error}")
@@ -181,4 +179,4 @@ def load_subject(model_name: str, config: ClassifierConfig, cache_dir: Path) -> 
         head = _random_head(encoder)
         head_note = f"random {encoder.dim}-dim head (speed only)"
     cache = EmbeddingCache(cache_dir, encoder.cache_namespace, config.cache_size_mb, dim=encoder.dim)
-    return BenchSubject(SentimentClassifier(encoder, head, cache), random_init, head_note, notes)
+    return BenchSubject(Classifier(encoder, by_task(head), cache), random_init, head_note, notes)

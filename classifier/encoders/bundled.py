@@ -37,13 +37,15 @@ class BundledModelError(RuntimeError):
 
 @dataclass(frozen=True)
 class BundledEncoder:
-    """One shipped encoder: the names ``MOODBOT_MODEL`` accepts for it, its weights' hash and its head file."""
+    """One shipped encoder: the names ``MOODBOT_MODEL`` accepts for it, its weights' hash and where its model is.
+
+    Its shipped heads are the files ``shipped/<short_name>.<task>.json``: adding a head is adding its file.
+    """
 
     short_name: str
-    name: str  # the hub name: the model name in the encoder identity, so in the fingerprint of its heads
+    name: str  # the model name in the encoder identity, so in the fingerprint of its heads
     aliases: tuple[str, ...]
     weights_sha256: str
-    head_file: str
     locate: Callable[[Path], Path]  # models dir -> the model folder, weights verified
 
     @property
@@ -56,8 +58,16 @@ class BundledEncoder:
 
     @property
     def head_path(self) -> Path:
-        """The head shipped for this encoder."""
-        return HEADS_DIR / self.head_file
+        """The sentiment head shipped for this encoder."""
+        return self.head_path_for("sentiment")
+
+    def head_path_for(self, task: str) -> Path:
+        """Where this encoder's shipped head for ``task`` is (or would be)."""
+        return HEADS_DIR / f"{self.short_name}.{task}.json"
+
+    def shipped_heads(self) -> dict[str, Path]:
+        """Every head shipped for this encoder, by task."""
+        return {path.name.split(".")[1]: path for path in sorted(HEADS_DIR.glob(f"{self.short_name}.*.json"))}
 
     def folder(self, models_dir: Path = DEFAULT_MODELS_DIR) -> Path:
         """The model folder, its weights verified (and, for a split model, rebuilt there on first use)."""
@@ -101,11 +111,11 @@ def mpnet_model_path(models_dir: Path = DEFAULT_MODELS_DIR) -> Path:
 
 MPNET = BundledEncoder(
     "mpnet", "sentence-transformers/all-mpnet-base-v2", ("all-mpnet-base-v2",), MPNET_PARTS.weights_sha256,
-    "mpnet-sst2-tweets.json", mpnet_model_path,
+    mpnet_model_path,
 )
 MINILM = BundledEncoder(
     "minilm", "sentence-transformers/all-MiniLM-L6-v2", ("all-MiniLM-L6-v2",),
-    "53aa51172d142c89d9012cce15ae4d6cc0ca6895895114379cacb4fab128d9db", "minilm-l6-sst2-tweets.json",
+    "53aa51172d142c89d9012cce15ae4d6cc0ca6895895114379cacb4fab128d9db",
     minilm_model_path,
 )
 BUNDLED = (MPNET, MINILM)

@@ -22,6 +22,7 @@ import torch
 import transformers
 from transformers import AutoModel, AutoTokenizer, PreTrainedModel, PreTrainedTokenizerBase
 
+from classifier.config import ClassifierConfig
 from classifier.encoders.bundled import DEFAULT_MODELS_DIR
 from classifier.encoders.cpu_bf16 import bf16_model
 from classifier.encoders.identity import (
@@ -29,11 +30,13 @@ from classifier.encoders.identity import (
     EncoderIdentity,
     ModelSource,
     cpu_has_native_bf16,
+    cuda_available,
     max_length_limits,
     numeric_mode,
     resolve_model,
 )
 from classifier.encoders.pooling import Pooling
+from classifier.encoders.sources.e5_q4 import folder_prefix
 
 log = logging.getLogger(__name__)
 
@@ -47,10 +50,12 @@ GPU_MAX_BATCH_ROWS = 256
 
 
 def pick_device(preference: str = "auto") -> torch.device:
-    """``cuda`` when asked for or available (with ``auto``), else ``cpu``."""
-    if preference == "cuda" and not torch.cuda.is_available():
+    """``cuda`` when asked for or available (with ``auto``), else ``cpu``: the same answer as
+    :func:`~classifier.encoders.identity.numeric_mode` gives for the mode (both ask :func:`cuda_available`)."""
+    available = cuda_available()
+    if preference == "cuda" and not available:
         raise EncoderError("MOODBOT_DEVICE=cuda but no CUDA device is available")
-    if preference == "cuda" or (preference == "auto" and torch.cuda.is_available()):
+    if preference == "cuda" or (preference == "auto" and available):
         return torch.device("cuda")
     return torch.device("cpu")
 
@@ -77,9 +82,12 @@ class Encoder:
         max_batch_tokens: int = 8192,
         max_batch_size: int = 256,
         layers: tuple[int, ...] | None = None,
+        prefix: str = "",
     ) -> None:
-        """``layers``: the pooling's hidden states as absolute indices when ``model`` is already truncated."""
+        """``layers``: the pooling's hidden states as absolute indices when ``model`` is already truncated.
+        ``prefix``: put before every text (the model's default prompt, e.g. e5's ``query: ``)."""
         self.model = model.eval()
+        self.prefix = prefix
         self.tokenizer = tokenizer
         self.identity = identity
         self.device = device or torch.device("cpu")
@@ -111,7 +119,8 @@ class Encoder:
         models_dir: Path = DEFAULT_MODELS_DIR,
         source: ModelSource | None = None,
     ) -> Encoder:
-        """Load tokenizer and model with ``from_pretrained``: a bundled model, a hub name or a local folder.
+        """Load tokenizer and model with ``from_pretrained``: a bundled model, a hub name or a local folder (with
+        its default prompt, if it has one).
 
         ``device``, ``quantize`` and ``precision`` pick the numeric mode
         (:func:`~classifier.encoders.identity.numeric_mode`).
@@ -131,7 +140,20 @@ class Encoder:
             ) from error
         weights_id = source.weights_id or f"revision:{getattr(model.config, '_commit_hash', None) or 'unknown'}"
         identity = EncoderIdentity(source.name, weights_id, pooling, _max_length(source.load_from, tokenizer, model))
-        return cls.from_model(model, tokenizer, identity, device=target, mode=mode, max_batch_tokens=max_batch_tokens)
+        prefix = folder_prefix(Path(source.load_from)) if source.is_local else ""
+        return cls.from_model(
+            model, tokenizer, identity, device=target, mode=mode, max_batch_tokens=max_batch_tokens, prefix=prefix
+        )
+
+    @classmethod
+    def configured(cls, config: ClassifierConfig, pooling: Pooling, source: ModelSource | None = None) -> Encoder:
+        """The encoder ``config`` asks for, with a head's ``pooling``: the one way the CLI, the worker, the
+        service and the bench load an encoder."""
+        return cls.load(
+            config.model, pooling=pooling, device=config.device, quantize=config.quantize,
+            precision=config.precision, max_batch_tokens=config.max_batch_tokens, models_dir=config.models_dir,
+            source=source,
+        )
 
     @classmethod
     def from_model(
@@ -143,6 +165,7 @@ class Encoder:
         device: torch.device | None = None,
         mode: str = "fp32",
         max_batch_tokens: int = 8192,
+        prefix: str = "",
     ) -> Encoder:
         """Wrap an already built model in numeric ``mode``: its layers above the deepest one the pooling reads
         dropped, then half precision on CUDA, or on CPU bf16 weights or int8 Linear layers.
@@ -164,6 +187,7 @@ class Encoder:
         return cls(
             model, tokenizer, identity, device=device, mode=mode, max_batch_tokens=max_batch_tokens,
             max_batch_size=GPU_MAX_BATCH_ROWS if device.type == "cuda" else CPU_MAX_BATCH_ROWS, layers=layers,
+            prefix=prefix,
         )
 
     def int8_copy(self) -> Encoder:
@@ -172,7 +196,8 @@ class Encoder:
             raise EncoderError(f"int8 quantization starts from an fp32 CPU model, not {self.mode}")
         model = quantize_int8(copy.deepcopy(self.model))
         return Encoder(model, self.tokenizer, self.identity, device=self.device, mode="int8",
-                       max_batch_tokens=self.max_batch_tokens, max_batch_size=self.max_batch_size, layers=self.layers)
+                       max_batch_tokens=self.max_batch_tokens, max_batch_size=self.max_batch_size, layers=self.layers,
+                       prefix=self.prefix)
 
     @property
     def name(self) -> str:
@@ -205,7 +230,7 @@ class Encoder:
     def token_lengths(self, texts: Sequence[str]) -> list[list[int]]:
         """Token ids per text, truncated to the model's maximum length."""
         encoded = self.tokenizer(
-            list(texts),
+            [self.prefix + text for text in texts] if self.prefix else list(texts),
             truncation=True,
             max_length=self.max_length,
             return_attention_mask=False,

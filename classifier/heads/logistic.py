@@ -1,8 +1,9 @@
 """The logistic-regression head, stored as plain JSON (never pickle) with an integrity checksum.
 
-Version 2 is a multinomial head over negative / neutral / positive with temperature calibration. Version 1 files
-(binary heads with Platt calibration, e.g. heads users trained for their own encoders) still load: they become a
-two-class head whose neutral probability is 0, with the same probabilities as before.
+A head reads one encoder's vectors and answers one task (:mod:`classifier.heads.tasks`: sentiment, or a moderation
+signal) over that task's classes, calibrated by a temperature. Version 3 files name their task; version 2 files
+(three-way sentiment heads) and version 1 files (binary sentiment heads with Platt calibration, e.g. heads users
+trained for their own encoders) still load as sentiment heads with the same probabilities as before.
 """
 
 from __future__ import annotations
@@ -18,12 +19,10 @@ from typing import Any
 import numpy as np
 
 from classifier.encoders.identity import EncoderIdentity, EncoderLike
-from classifier.heads.sentiment import CLASSES
+from classifier.heads.tasks import SENTIMENT, task_named
 
 FORMAT = "moodbot-head"
-VERSION = 2
-#: The class lists a head may have: every head scores negative against positive (flags read ``p_negative``).
-CLASS_SETS = (CLASSES, ("negative", "positive"))
+VERSION = 3
 
 
 class HeadError(ValueError):
@@ -32,10 +31,9 @@ class HeadError(ValueError):
 
 @dataclass
 class LogisticHead:
-    """``p = softmax((standardised(x) @ weights.T + biases) / temperature)`` over ``classes``.
+    """``p = softmax((standardised(x) @ weights.T + biases) / temperature)`` over ``classes``, for ``task``.
 
-    ``weights`` is ``[len(classes), dim]``. Probabilities come out in :data:`~classifier.heads.sentiment.CLASSES` order
-    whatever the head's own classes; a class the head lacks (neutral, for a binary head) has probability 0.
+    ``weights`` is ``[len(classes), dim]``; ``classes`` must be one of the task's class lists.
     """
 
     encoder: EncoderIdentity
@@ -43,18 +41,23 @@ class LogisticHead:
     biases: np.ndarray
     mean: np.ndarray
     scale: np.ndarray
-    classes: tuple[str, ...] = CLASSES
+    classes: tuple[str, ...] = SENTIMENT.classes
     temperature: float = 1.0
     training: dict[str, Any] = field(default_factory=dict)
+    task: str = SENTIMENT.name
 
     def __post_init__(self) -> None:
         self.classes = tuple(self.classes)
+        task = task_named(self.task)
         self.weights = np.ascontiguousarray(self.weights, dtype=np.float64)  # as loaded from JSON: same sums
         self.biases = np.asarray(self.biases, dtype=np.float64)
         self.mean = np.asarray(self.mean, dtype=np.float64)
         self.scale = np.asarray(self.scale, dtype=np.float64)
-        if self.classes not in CLASS_SETS:
-            raise ValueError(f"classes must be one of {[list(c) for c in CLASS_SETS]}, got {list(self.classes)}")
+        if self.classes not in task.class_sets:
+            raise ValueError(
+                f"a {task.name} head's classes must be one of {[list(c) for c in task.class_sets]}, "
+                f"got {list(self.classes)}"
+            )
         k = len(self.classes)
         if self.weights.ndim != 2 or self.weights.shape[0] != k or self.weights.shape[1] == 0:
             raise ValueError(f"weights must be a [{k}, dim] matrix, got shape {list(self.weights.shape)}")
@@ -77,37 +80,35 @@ class LogisticHead:
 
     @property
     def three_way(self) -> bool:
-        """Whether the head predicts neutral (version-1 binary heads do not)."""
-        return len(self.classes) == len(CLASSES)
+        """Whether a sentiment head predicts neutral (version-1 binary heads do not)."""
+        return len(self.classes) == len(SENTIMENT.classes)
 
     @cached_property
-    def _folded(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """Standardisation and temperature folded into the weights: one matrix product per prediction.
-
-        Returns ``[dim, k]`` weights, ``[k]`` biases and the :data:`CLASSES` column of each of the head's classes.
-        """
+    def _folded(self) -> tuple[np.ndarray, np.ndarray]:
+        """Standardisation and temperature folded into the weights: one matrix product per prediction
+        (``[dim, k]`` weights, ``[k]`` biases)."""
         weights = self.weights / self.scale
         biases = self.biases - weights @ self.mean
-        columns = np.array([CLASSES.index(name) for name in self.classes])
-        return np.ascontiguousarray(weights.T / self.temperature), biases / self.temperature, columns
+        return np.ascontiguousarray(weights.T / self.temperature), biases / self.temperature
 
     def decision(self, features: np.ndarray) -> np.ndarray:
         """Uncalibrated logits ``[n, len(classes)]``: ``standardised(x) @ weights.T + biases``."""
-        weights, biases, _ = self._folded
+        weights, biases = self._folded
         return (np.asarray(features, dtype=np.float64) @ weights + biases) * self.temperature
 
     def predict_proba(self, features: np.ndarray) -> np.ndarray:
-        """Calibrated probabilities ``[n, 3]`` in :data:`CLASSES` order, for ``[n, dim]`` features."""
-        weights, biases, columns = self._folded
+        """Calibrated probabilities ``[n, len(classes)]`` in the head's class order, for ``[n, dim]`` features."""
+        weights, biases = self._folded
         logits = np.asarray(features) @ weights + biases  # float64: float32 vectors are cast inside the product
         logits -= logits.max(axis=1, keepdims=True)  # softmax without overflow
         np.exp(logits, out=logits)
         logits /= logits.sum(axis=1, keepdims=True)
-        if len(columns) == len(CLASSES):
-            return logits
-        probabilities = np.zeros((len(logits), len(CLASSES)))
-        probabilities[:, columns] = logits
-        return probabilities
+        return logits
+
+    def probabilities_for(self, features: np.ndarray, classes: tuple[str, ...]) -> np.ndarray:
+        """Calibrated probabilities ``[n, len(classes)]`` in the order of ``classes``; one the head lacks is 0
+        (neutral, for a binary sentiment head)."""
+        return in_columns(self.predict_proba(features), self.classes, classes)
 
     def check_encoder(self, encoder: EncoderLike) -> None:
         """Raise :class:`HeadError` unless ``encoder`` produces the features this head was trained on."""
@@ -125,6 +126,7 @@ class LogisticHead:
         body: dict[str, Any] = {
             "format": FORMAT,
             "version": VERSION,
+            "task": self.task,
             "classes": list(self.classes),
             "encoder": self.encoder.to_json(),
             "feature": {"pooling": str(self.encoder.pooling), "dim": self.dim, "standardize": True},
@@ -163,8 +165,8 @@ class LogisticHead:
         if not isinstance(data, dict) or data.get("format") != FORMAT:
             raise ValueError(f"not a {FORMAT} file")
         version = data.get("version")
-        if version not in (1, VERSION):
-            raise ValueError(f"unsupported version {version!r} (this moodbot reads versions 1 and {VERSION})")
+        if version not in (1, 2, VERSION):
+            raise ValueError(f"unsupported version {version!r} (this moodbot reads versions 1 to {VERSION})")
         body = {k: v for k, v in data.items() if k != "checksum"}
         if data.get("checksum") != _checksum(body):
             raise ValueError("checksum mismatch: the file was modified after it was written")
@@ -185,6 +187,7 @@ class LogisticHead:
             classes=tuple(_names(data["classes"])),
             temperature=_number(calibration["temperature"], "temperature"),
             training=training,
+            task=str(data["task"]) if version == VERSION else SENTIMENT.name,
         )
 
 
@@ -209,6 +212,17 @@ def _from_version_1(
         classes=("negative", "positive"),
         training=training,
     )
+
+
+def in_columns(probabilities: np.ndarray, have: tuple[str, ...], want: tuple[str, ...]) -> np.ndarray:
+    """``probabilities`` over classes ``have`` rearranged into the columns of ``want`` (absent classes: 0)."""
+    if have == want:
+        return probabilities
+    out = np.zeros((len(probabilities), len(want)))
+    for column, name in enumerate(have):
+        if name in want:
+            out[:, want.index(name)] = probabilities[:, column]
+    return out
 
 
 def _array(values: Any, name: str, ndim: int) -> np.ndarray:

@@ -234,7 +234,7 @@ def train_head(
 
 def _dev_report(head: LogisticHead, dev: FeatureSet) -> dict[str, Any]:
     """Negative-vs-positive accuracy and ECE (before and after calibration) on ``dev``, and its neutral share."""
-    calibrated = head.predict_proba(dev.features)
+    calibrated = head.probabilities_for(dev.features, CLASSES)
     raw = class_probabilities(head.decision(dev.features), head.classes)
     report: dict[str, Any] = {
         "dev": dev.name,

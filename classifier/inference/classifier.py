@@ -1,9 +1,14 @@
-"""Encoder + cache + head: the synchronous classification path shared by the CLI and the worker."""
+"""One encoder path: an encoder's cached embeddings and the heads that read its vectors.
+
+The synchronous classification path of the CLI, and what the batching worker runs per path. Composition, not
+inheritance: the embeddings (cache first) make vectors, the heads score vectors, and the worker, which has cache
+tiers of its own, combines the two.
+"""
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -12,7 +17,8 @@ from cache import EmbeddingCache
 from classifier.config import ClassifierConfig
 from classifier.encoders.identity import EncoderLike, local_identity, resolve_model
 from classifier.encoders.lazy import LazyEncoder
-from classifier.heads.logistic import LogisticHead
+from classifier.heads.logistic import HeadError, LogisticHead
+from classifier.heads.tasks import SENTIMENT
 from classifier.inference.embeddings import CachedEncoder
 from classifier.inference.prediction import Prediction, predictions
 
@@ -22,35 +28,69 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 
-class SentimentClassifier(CachedEncoder):
-    """Classifies cleaned texts (see :func:`classifier.text.prepare_text`), reading and filling the cache."""
+def by_task(*heads: LogisticHead) -> dict[str, LogisticHead]:
+    """Heads keyed by their task; two heads for one task are an error."""
+    found: dict[str, LogisticHead] = {}
+    for head in heads:
+        if head.task in found:
+            raise HeadError(f"two {head.task} heads for one encoder")
+        found[head.task] = head
+    return found
 
-    def __init__(self, encoder: EncoderLike, head: LogisticHead, cache: EmbeddingCache) -> None:
-        head.check_encoder(encoder)
-        super().__init__(encoder, cache)
-        self.head = head
+
+class Classifier:
+    """Classifies cleaned texts (see :func:`classifier.text.prepare_text`) with every head of one encoder.
+
+    ``heads`` must hold a sentiment head; each head must have been trained on ``encoder``'s features.
+    ``path``: the name predictions report as the encoder that answered.
+    """
+
+    def __init__(
+        self, encoder: EncoderLike, heads: Mapping[str, LogisticHead], cache: EmbeddingCache, path: str = ""
+    ) -> None:
+        if SENTIMENT.name not in heads:
+            raise HeadError("a classifier needs a sentiment head")
+        for head in heads.values():
+            head.check_encoder(encoder)
+        self.embeddings = CachedEncoder(encoder, cache)
+        self.heads = dict(heads)
+        self.path = path
+
+    @property
+    def encoder(self) -> EncoderLike:
+        return self.embeddings.encoder
+
+    @property
+    def cache(self) -> EmbeddingCache:
+        return self.embeddings.cache
+
+    @property
+    def head(self) -> LogisticHead:
+        """The sentiment head."""
+        return self.heads[SENTIMENT.name]
 
     @classmethod
-    def load(cls, config: ClassifierConfig) -> SentimentClassifier:
-        """Load the head, then the encoder with the head's pooling, then open the cache in its namespace.
+    def load(cls, config: ClassifierConfig) -> Classifier:
+        """Load the heads, then the encoder with their pooling, then open the cache in its namespace.
 
         For the bundled model and local folders the model itself loads on first use (see :class:`LazyEncoder`);
         with ``inference_url`` it runs in ``moodbot serve`` and this process never imports torch.
         """
-        head = LogisticHead.load(config.head_path)
+        heads = load_heads(config)
+        head = heads[SENTIMENT.name]
         if config.inference_url:
             from classifier.serving.client import RemoteEncoder
 
             encoder: EncoderLike = RemoteEncoder(config.inference_url, config.inference_timeout_s)
         else:
-            encoder = _local_encoder(config, head)
+            encoder = local_encoder(config, head)
         cache = EmbeddingCache(config.cache_dir, encoder.cache_namespace, config.cache_size_mb, dim=encoder.dim)
-        log.info("classifier ready: %s, head %s", encoder.describe(), config.head_path)
-        return cls(encoder, head, cache)
+        log.info("classifier ready: %s, heads %s", encoder.describe(), ", ".join(sorted(heads)))
+        return cls(encoder, heads, cache, config.path_name)
 
     def close(self) -> None:
         """Close the cache and, for a remote encoder, its connections."""
-        super().close()
+        self.embeddings.close()
         close_encoder = getattr(self.encoder, "close", None)
         if close_encoder is not None:
             close_encoder()
@@ -59,19 +99,43 @@ class SentimentClassifier(CachedEncoder):
         """Load the model now and run it once, so that the first real message is not the slow one."""
         self.embed(["warm-up"])
 
-    def predict_vectors(self, vectors: np.ndarray, cached: Sequence[bool]) -> list[Prediction]:
-        """Apply the head to precomputed vectors."""
+    def embed(self, texts: Sequence[str]) -> np.ndarray:
+        """Run the model on ``texts``: the worker's model step, which has cache tiers of its own."""
+        return self.encoder.embed(texts)
+
+    def score(self, vectors: np.ndarray, cached: Sequence[bool]) -> list[Prediction]:
+        """Every head applied to precomputed vectors (one matrix product per head)."""
         if not len(vectors):
             return []
-        return predictions(self.head.predict_proba(vectors), cached, vectors)
+        return predictions(self.heads, vectors, cached, self.path)
 
     def classify(self, texts: Sequence[str]) -> list[Prediction]:
-        """Predictions for cleaned texts."""
-        vectors, cached = self.vectors(texts)
-        return self.predict_vectors(vectors, cached)
+        """Predictions for cleaned texts, through the cache."""
+        vectors, cached = self.embeddings.vectors(texts)
+        return self.score(vectors, cached)
 
 
-def _local_encoder(config: ClassifierConfig, head: LogisticHead) -> EncoderLike:
+def load_heads(config: ClassifierConfig) -> dict[str, LogisticHead]:
+    """The sentiment head (``config.head`` or the shipped one) and the shipped heads of the same features.
+
+    A shipped moderation head trained on other features than the sentiment head (a user's own head with another
+    pooling) is left out with a warning: one path reads one kind of vector.
+    """
+    sentiment = LogisticHead.load(config.head_path)
+    if sentiment.task != SENTIMENT.name:
+        raise HeadError(f"{config.head_path} is a {sentiment.task} head, not a sentiment head")
+    heads = {SENTIMENT.name: sentiment}
+    for task, path in config.extra_head_paths.items():
+        head = LogisticHead.load(path)
+        if head.encoder.fingerprint != sentiment.encoder.fingerprint:
+            log.warning("%s head %s reads other features than the sentiment head %s: not used",
+                        task, path, config.head_path)
+            continue
+        heads[task] = head
+    return heads
+
+
+def local_encoder(config: ClassifierConfig, head: LogisticHead) -> EncoderLike:
     """The configured model with the head's pooling: lazily loaded for the bundled model and local folders."""
     pooling = head.encoder.pooling
     source = resolve_model(config.model, config.models_dir)
@@ -79,10 +143,7 @@ def _local_encoder(config: ClassifierConfig, head: LogisticHead) -> EncoderLike:
     def load_encoder() -> Encoder:  # torch and transformers are imported only here
         from classifier.encoders.hf import Encoder
 
-        return Encoder.load(
-            config.model, pooling=pooling, device=config.device, quantize=config.quantize,
-            precision=config.precision, max_batch_tokens=config.max_batch_tokens, source=source,
-        )
+        return Encoder.configured(config, pooling, source)
 
     if source.is_local:
         identity, hidden_size = local_identity(source, pooling)

@@ -1,7 +1,8 @@
 """The cache tiers in front of the model, read and filled the way the batching worker needs them.
 
-The memory tier is read inline on the event loop. The disk tier is read in one cache thread, where the lookups
-of every caller of one loop iteration go as one batch and the head scores the hits at once; then, when
+The tiers hold vectors only; the worker scores them with its classifier's heads. The memory tier is read inline on
+the event loop. The disk tier is read in one cache thread, where the lookups of every caller of one loop iteration
+go as one batch; then, when
 configured, the shared Redis tier is read with one MGET for what the disk lacked, awaited on the event loop,
 and its hits are copied into the local tiers. A computed batch reaches the memory tier at once (from the model
 thread), the disk tier in the cache thread and Redis as one pipeline in the background.
@@ -17,8 +18,7 @@ from typing import TYPE_CHECKING, NamedTuple, TypeVar
 
 import numpy as np
 
-from classifier.inference.classifier import SentimentClassifier
-from classifier.inference.prediction import Prediction
+from cache import EmbeddingCache
 
 if TYPE_CHECKING:  # redis is imported only where a shared tier is configured
     from cache.redis_tier import RedisTier
@@ -29,25 +29,25 @@ T = TypeVar("T")
 
 
 class StoredHit(NamedTuple):
-    """A prediction from a stored vector, and whether the vector came from the shared tier (else the disk)."""
+    """A stored vector, and whether it came from the shared tier (else the disk)."""
 
-    prediction: Prediction
+    vector: np.ndarray
     shared: bool
 
 
 class CacheTiers:
-    """Memory, disk and (optional) shared tiers of ``classifier``'s cache; :meth:`close` closes the shared one."""
+    """Memory, disk and (optional) shared tiers of one encoder's cache; :meth:`close` closes the shared one."""
 
-    def __init__(self, classifier: SentimentClassifier, shared: RedisTier | None = None) -> None:
-        self.classifier = classifier
+    def __init__(self, cache: EmbeddingCache, shared: RedisTier | None = None) -> None:
+        self.cache = cache
         self.shared = shared
         self._lookups: list[tuple[list[str], asyncio.Future[list[StoredHit | None]]]] = []
         self._background: set[asyncio.Task[object]] = set()  # batched lookups and shared-tier writes
         self._cache_thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="moodbot-cache")
 
-    def from_memory(self, texts: Sequence[str]) -> list[Prediction | None]:
-        """Predictions for the texts the memory tier holds (no I/O, no suspension), ``None`` for the others."""
-        return self._hit_predictions(self.classifier.cache.get_memory(texts))
+    def from_memory(self, texts: Sequence[str]) -> list[np.ndarray | None]:
+        """Vectors of the texts the memory tier holds (no I/O, no suspension), ``None`` for the others."""
+        return self.cache.get_memory(texts)
 
     async def stored(self, texts: list[str]) -> list[StoredHit | None]:
         """Disk, then shared-tier hits; the lookups of every caller in this loop iteration go as one batch."""
@@ -60,14 +60,14 @@ class CacheTiers:
     def remember(self, texts: Sequence[str], vectors: np.ndarray) -> None:
         """(model thread) Computed vectors: in the memory tier at once, to the disk tier by the cache thread."""
         items = list(zip(texts, vectors, strict=True))
-        self.classifier.cache.remember_many(items)  # visible to the next lookup at once
+        self.cache.remember_many(items)  # visible to the next lookup at once
         self._cache_thread.submit(self._write_disk, items)
 
-    def share(self, texts: Sequence[str], predictions: Sequence[Prediction]) -> None:
+    def share(self, texts: Sequence[str], vectors: np.ndarray) -> None:
         """Write a computed batch to the shared tier in the background (the tier handles Redis errors itself)."""
         if self.shared is not None:
-            key = self.classifier.cache.key
-            items = [(key(text), prediction.vector) for text, prediction in zip(texts, predictions, strict=True)]
+            key = self.cache.key
+            items = [(key(text), vector) for text, vector in zip(texts, vectors, strict=True)]
             self._in_background(self.shared.set_many(items))
 
     async def flush(self) -> None:
@@ -102,46 +102,29 @@ class CacheTiers:
 
     async def _lookup(self, texts: list[str]) -> dict[str, StoredHit]:
         """The disk tier (cache thread), then one shared-tier MGET (on this loop) for what the disk lacks."""
-        disk = await asyncio.get_running_loop().run_in_executor(self._cache_thread, self._disk_predictions, texts)
+        disk = await asyncio.get_running_loop().run_in_executor(self._cache_thread, self.cache.get_many, texts)
         found = {text: StoredHit(hit, False) for text, hit in zip(texts, disk, strict=True) if hit is not None}
         if self.shared is not None and len(found) < len(texts):
             rest = [text for text in texts if text not in found]
-            for text, prediction in zip(rest, await self._shared_predictions(rest), strict=True):
-                if prediction is not None:
-                    found[text] = StoredHit(prediction, True)
+            for text, vector in zip(rest, await self._shared_vectors(rest), strict=True):
+                if vector is not None:
+                    found[text] = StoredHit(vector, True)
         return found
 
-    async def _shared_predictions(self, texts: list[str]) -> list[Prediction | None]:
+    async def _shared_vectors(self, texts: list[str]) -> list[np.ndarray | None]:
         """Shared-tier vectors for ``texts``; the hits are copied into the memory and disk tiers."""
         assert self.shared is not None
-        cache = self.classifier.cache
-        vectors = await self.shared.get_many([cache.key(text) for text in texts], cache.dim)
+        vectors = await self.shared.get_many([self.cache.key(text) for text in texts], self.cache.dim)
         hits = [(text, vector) for text, vector in zip(texts, vectors, strict=True) if vector is not None]
         if hits:
-            cache.remember_many(hits)
+            self.cache.remember_many(hits)
             self._cache_thread.submit(self._write_disk, hits)
-        return self._hit_predictions(vectors)
-
-    def _disk_predictions(self, texts: list[str]) -> list[Prediction | None]:
-        """(cache thread) Disk-tier vectors for ``texts`` and, for the hits, the head's predictions in one pass."""
-        return self._hit_predictions(self.classifier.cache.get_many(texts))
-
-    def _hit_predictions(self, vectors: list[np.ndarray | None]) -> list[Prediction | None]:
-        """The head's predictions for the cached vectors (one matrix product), ``None`` where there was none."""
-        hits = [i for i, v in enumerate(vectors) if v is not None]
-        predictions: list[Prediction | None] = [None] * len(vectors)
-        if hits:
-            stacked = vectors[hits[0]][None, :] if len(hits) == 1 else np.stack([vectors[i] for i in hits])
-            for index, prediction in zip(
-                hits, self.classifier.predict_vectors(stacked, [True] * len(hits)), strict=True
-            ):
-                predictions[index] = prediction
-        return predictions
+        return vectors
 
     def _write_disk(self, items: list[tuple[str, np.ndarray]]) -> None:
         """(cache thread) Write vectors to the disk tier; a failure costs only future cache hits."""
         try:
-            self.classifier.cache.write_disk(items)
+            self.cache.write_disk(items)
         except Exception as error:
             log.warning("could not cache %d vectors: %s", len(items), error)
 

@@ -16,8 +16,10 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Literal, overload
 
+import numpy as np
+
 from classifier.config import WorkerConfig
-from classifier.inference.classifier import SentimentClassifier
+from classifier.inference.classifier import Classifier
 from classifier.inference.prediction import Prediction
 from classifier.inference.tiers import CacheTiers
 from classifier.text import prepare_text
@@ -58,7 +60,7 @@ class BatchingWorker:
 
     def __init__(
         self,
-        classifier: SentimentClassifier,
+        classifier: Classifier,
         *,
         max_batch: int = 64,
         max_wait_ms: float = 5.0,
@@ -66,7 +68,7 @@ class BatchingWorker:
         shared_cache: RedisTier | None = None,
     ) -> None:
         self.classifier = classifier
-        self.tiers = CacheTiers(classifier, shared_cache)
+        self.tiers = CacheTiers(classifier.cache, shared_cache)
         self.max_batch = max_batch
         self.max_wait = max_wait_ms / 1000.0
         self.queue_size = queue_size
@@ -87,7 +89,7 @@ class BatchingWorker:
         return self.tiers.shared
 
     @classmethod
-    def configured(cls, classifier: SentimentClassifier, config: WorkerConfig) -> BatchingWorker:
+    def configured(cls, classifier: Classifier, config: WorkerConfig) -> BatchingWorker:
         """A worker built from config values; a ``cache_url`` gives it a Redis tier of its own."""
         shared = None
         if config.cache_url:
@@ -172,11 +174,11 @@ class BatchingWorker:
     def _fill_from_memory(self, prepared: dict[int, str], results: list[Prediction | Exception | None]) -> None:
         """Answer what the memory tier holds, inline (no I/O, no suspension)."""
         indices = list(prepared)
-        predictions = self.tiers.from_memory([prepared[i] for i in indices])
-        for index, prediction in zip(indices, predictions, strict=True):
-            if prediction is not None:
-                results[index] = prediction
-                self.stats.memory_hits += 1
+        found = self.tiers.from_memory([prepared[i] for i in indices])
+        hits = [(index, vector) for index, vector in zip(indices, found, strict=True) if vector is not None]
+        for (index, _), prediction in zip(hits, self._score_hits([vector for _, vector in hits]), strict=True):
+            results[index] = prediction
+            self.stats.memory_hits += 1
 
     async def _fill_from_disk_and_model(
         self, prepared: dict[int, str], results: list[Prediction | Exception | None], return_exceptions: bool
@@ -185,13 +187,14 @@ class BatchingWorker:
         rest = [i for i in prepared if results[i] is None and prepared[i] not in self._in_flight]
         if rest:
             stored = await self.tiers.stored([prepared[i] for i in rest])
-            for index, found in zip(rest, stored, strict=True):
-                if found is not None:
-                    results[index] = found.prediction
-                    if found.shared:
-                        self.stats.shared_hits += 1
-                    else:
-                        self.stats.disk_hits += 1
+            hits = [(index, found) for index, found in zip(rest, stored, strict=True) if found is not None]
+            scored = self._score_hits([found.vector for _, found in hits])
+            for (index, found), prediction in zip(hits, scored, strict=True):
+                results[index] = prediction
+                if found.shared:
+                    self.stats.shared_hits += 1
+                else:
+                    self.stats.disk_hits += 1
         misses = {i: t for i, t in prepared.items() if results[i] is None}
         futures = {i: await self._submit(t) for i, t in misses.items()}
         outcomes = await asyncio.gather(*(asyncio.shield(f) for f in futures.values()), return_exceptions=True)
@@ -200,11 +203,18 @@ class BatchingWorker:
                 raise outcome
             results[index] = outcome
 
+    def _score_hits(self, vectors: list[np.ndarray]) -> list[Prediction]:
+        """The heads' predictions for cached vectors, all at once."""
+        if not vectors:
+            return []
+        stacked = vectors[0][None, :] if len(vectors) == 1 else np.stack(vectors)
+        return self.classifier.score(stacked, [True] * len(vectors))
+
     def _compute(self, texts: list[str]) -> list[Prediction]:
-        """(model thread) Run the model on a batch, hand its vectors to the cache tiers and apply the head."""
+        """(model thread) Run the model on a batch, hand its vectors to the cache tiers and apply the heads."""
         vectors = self.classifier.embed(texts)
         self.tiers.remember(texts, vectors)
-        return self.classifier.predict_vectors(vectors, [False] * len(texts))
+        return self.classifier.score(vectors, [False] * len(texts))
 
     async def _submit(self, text: str) -> asyncio.Future[Prediction]:
         """The future of ``text``'s vector: joins an identical text in flight, else queues it."""
@@ -262,7 +272,8 @@ class BatchingWorker:
             self.stats.computed += len(texts)
             for (text, future), prediction in zip(batch, predictions, strict=True):
                 self._settle(text, future, result=prediction)
-            self.tiers.share(texts, predictions)  # after the callers: their answers do not wait for the encoding
+            # after the callers: their answers do not wait for the encoding
+            self.tiers.share(texts, [prediction.vector for prediction in predictions])
 
     def _settle(
         self,

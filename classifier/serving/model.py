@@ -1,4 +1,5 @@
-"""Encoder and head as a replica of ``moodbot serve`` runs them, without a cache: the bot processes own the caches."""
+"""The encoder as a replica of ``moodbot serve`` runs it, without a cache: the bot processes own the caches and
+apply the heads (an embedding service: every head of the encoder's features reads the same vectors)."""
 
 from __future__ import annotations
 
@@ -9,7 +10,6 @@ import numpy as np
 
 from classifier.config import ClassifierConfig, WorkerConfig
 from classifier.heads.logistic import LogisticHead
-from classifier.inference.prediction import predictions
 from classifier.serving.protocol import ServiceInfo, encode_vector
 
 if TYPE_CHECKING:
@@ -17,7 +17,7 @@ if TYPE_CHECKING:
 
 
 class ServedModel:
-    """Texts in, vectors and the head's probabilities out, for the JSON of an embed response."""
+    """Texts in, vectors out, for the JSON of an embed response; the head only names the features served."""
 
     def __init__(self, encoder: Encoder, head: LogisticHead, info: ServiceInfo) -> None:
         head.check_encoder(encoder)
@@ -27,13 +27,11 @@ class ServedModel:
 
     @classmethod
     def load(cls, config: ClassifierConfig, batching: WorkerConfig) -> ServedModel:
-        """The head, then the encoder with the head's pooling, as ``SentimentClassifier.load`` pairs them."""
+        """The head, then the encoder with the head's pooling, as ``Classifier.load`` pairs them."""
         from classifier.encoders.hf import Encoder
 
         head = LogisticHead.load(config.head_path)
-        encoder = Encoder.load(config.model, pooling=head.encoder.pooling, device=config.device,
-                               quantize=config.quantize, precision=config.precision,
-                               max_batch_tokens=config.max_batch_tokens, models_dir=config.models_dir)
+        encoder = Encoder.configured(config, head.encoder.pooling)
         head_id = f"{config.head_path.name} {head.to_dict()['checksum']}"
         return cls(encoder, head, ServiceInfo(encoder.identity, encoder.dim, encoder.mode, head_id,
                                               batching.max_batch, batching.max_wait_ms))
@@ -43,9 +41,5 @@ class ServedModel:
         return self.encoder.embed(texts)
 
     def results(self, vectors: np.ndarray) -> list[dict[str, object]]:
-        """One JSON object per vector: the vector itself and the head's prediction."""
-        if not len(vectors):
-            return []
-        found = predictions(self.head.predict_proba(vectors), [False] * len(vectors), vectors)
-        return [{"vector": encode_vector(v), "label": p.label, "p_negative": p.p_negative, "p_neutral": p.p_neutral,
-                 "p_positive": p.p_positive} for v, p in zip(vectors, found, strict=True)]
+        """One JSON object per vector."""
+        return [{"vector": encode_vector(v)} for v in vectors]

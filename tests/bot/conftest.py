@@ -14,7 +14,7 @@ import pytest
 from bot.runner import BotService
 from bot.settings import Settings
 from bot.store import Store
-from classifier.inference.classifier import SentimentClassifier
+from classifier.inference.classifier import Classifier
 from tests.support.bot import running_bot
 from tests.support.fake_discord import FakeDiscordServer, Seed
 from tests.support.helpers import TOKEN
@@ -54,11 +54,11 @@ def open_store(settings: Settings) -> Iterator[Callable[[], Store]]:
 
 
 @pytest.fixture
-def start_bot(settings: Settings, shipped_classifier: SentimentClassifier) -> Callable[..., AsyncIterator[BotService]]:
+def start_bot(settings: Settings, shipped_classifier: Classifier) -> Callable[..., AsyncIterator[BotService]]:
     """``async with start_bot() as service:`` runs the bot; ``model=`` another classifier, settings overrides as
     keywords."""
 
-    def start(model: SentimentClassifier | None = None, **overrides: object):
+    def start(model: Classifier | None = None, **overrides: object):
         return running_bot(replace(settings, **overrides), model or shipped_classifier)
 
     return start

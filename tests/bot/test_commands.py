@@ -13,7 +13,7 @@ from bot.store import FlagStatus
 from classifier.evaluation.data import load_tsv
 from classifier.heads.sentiment import NEGATIVE, POSITIVE
 from classifier.heads.training import FeatureSet, TrainingOptions, train_head
-from classifier.inference.classifier import SentimentClassifier
+from classifier.inference.classifier import Classifier, by_task
 from classifier.text import prepare_text
 from tests.support.bot import THRESHOLD, mod_log_posts
 from tests.support.helpers import (
@@ -35,8 +35,8 @@ NEUTRAL_MESSAGE = "the meeting notes are in the drive"
 
 @pytest.fixture(scope="module")
 def three_way_classifier(
-    shipped_classifier: SentimentClassifier, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[SentimentClassifier]:
+    shipped_classifier: Classifier, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Classifier]:
     """The bundled encoder with a small three-way head trained here on its real features (the shipped head may
     still be a binary one): the sample texts as a binary set, the repo's chat sets as a three-way set."""
     from cache import EmbeddingCache
@@ -51,7 +51,7 @@ def three_way_classifier(
     ]
     head = train_head(encoder.identity, sets, None, TrainingOptions(c_grid=(0.01, 0.1), folds=3)).head
     cache_dir: Path = tmp_path_factory.mktemp("three-way-cache")
-    classifier = SentimentClassifier(encoder, head, EmbeddingCache(cache_dir, encoder.cache_namespace, dim=encoder.dim))
+    classifier = Classifier(encoder, by_task(head), EmbeddingCache(cache_dir, encoder.cache_namespace, dim=encoder.dim))
     [neutral] = classifier.classify([NEUTRAL_MESSAGE])
     assert neutral.label == "neutral" and neutral.confidence >= UNSURE_BELOW, neutral  # the premise of the tests
     yield classifier

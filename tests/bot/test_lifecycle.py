@@ -129,7 +129,7 @@ async def test_model_failure_gets_a_clear_answer_and_the_worker_keeps_serving(
 ) -> None:
     configure(modlog_channel_id=seeded_guild.mod_log_id, flag_threshold=THRESHOLD)
     exploding = InstrumentedClassifier(
-        shipped_classifier.encoder, shipped_classifier.head, shipped_classifier.cache, fail_marker="💥"
+        shipped_classifier.encoder, shipped_classifier.heads, shipped_classifier.cache, fail_marker="💥"
     )
     async with start_bot(model=exploding) as service:
         failing = await fake_discord.send_slash_command(

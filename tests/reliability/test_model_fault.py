@@ -15,7 +15,7 @@ import pytest
 
 from bot.settings import Settings
 from bot.store import Store
-from classifier.inference.classifier import SentimentClassifier
+from classifier.inference.classifier import Classifier
 from classifier.inference.worker import BatchingWorker, ClassificationError
 from tests.support.bot import running_bot
 from tests.support.classifier import InstrumentedClassifier
@@ -29,10 +29,10 @@ WAIT = 30.0
 
 
 @pytest.fixture(scope="module")
-def exploding(shipped_classifier: SentimentClassifier) -> InstrumentedClassifier:
+def exploding(shipped_classifier: Classifier) -> InstrumentedClassifier:
     """The shipped classifier (its encoder, head and cache) failing any batch that holds ``MARKER``."""
     shipped = shipped_classifier
-    return InstrumentedClassifier(shipped.encoder, shipped.head, shipped.cache, fail_marker=MARKER)
+    return InstrumentedClassifier(shipped.encoder, shipped.heads, shipped.cache, fail_marker=MARKER)
 
 
 async def test_worker_fails_only_the_bad_batch(exploding: InstrumentedClassifier) -> None:
