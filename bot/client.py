@@ -20,7 +20,8 @@ from bot.sharding import ShardConfig
 from bot.store import AsyncStore
 from bot.ui import send_ephemeral
 from classifier.inference.prediction import Prediction
-from classifier.inference.worker import BatchingWorker, ClassificationError, WorkerClosedError
+from classifier.inference.router import RoutedWorker
+from classifier.inference.worker import ClassificationError, WorkerClosedError
 
 log = logging.getLogger(__name__)
 
@@ -92,7 +93,7 @@ class MoodBot(commands.Bot):
         self,
         settings: Settings,
         store: AsyncStore,
-        worker: BatchingWorker,
+        worker: RoutedWorker,
         *,
         message_content: bool = True,
         **options: Any,
@@ -152,7 +153,7 @@ class ShardedMoodBot(MoodBot, commands.AutoShardedBot):
     when the cache URL names a Redis).
     """
 
-    def __init__(self, settings: Settings, store: AsyncStore, worker: BatchingWorker, **options: Any) -> None:
+    def __init__(self, settings: Settings, store: AsyncStore, worker: RoutedWorker, **options: Any) -> None:
         shards = settings.shards or ShardConfig()
         ids = list(shards.ids) if shards.ids is not None else None
         super().__init__(settings, store, worker, shard_count=shards.count, shard_ids=ids, **options)

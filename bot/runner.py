@@ -13,8 +13,7 @@ from bot.client import MoodBot, ShardedMoodBot
 from bot.endpoints import configure_endpoints
 from bot.settings import Settings
 from bot.store import AsyncStore
-from classifier.inference.classifier import Classifier
-from classifier.inference.worker import BatchingWorker
+from classifier.inference.router import Paths, RoutedWorker
 
 if TYPE_CHECKING:
     from bot.dashboard.app import DashboardServer
@@ -36,9 +35,9 @@ async def start_dashboard(settings: Settings, store: AsyncStore, client: discord
 class BotService:
     """The bot with its store and worker; :meth:`run` serves until ``stop`` is set or the connection ends for good."""
 
-    def __init__(self, settings: Settings, classifier: Classifier, **bot_options: Any) -> None:
+    def __init__(self, settings: Settings, paths: Paths, **bot_options: Any) -> None:
         self.settings = settings
-        self.classifier = classifier
+        self.paths = paths
         self.bot_options = bot_options  # extra discord.Client options, e.g. guild_ready_timeout
         self.bot: MoodBot | None = None
         self.dashboard: DashboardServer | None = None  # with MOODBOT_DASHBOARD_PORT
@@ -51,7 +50,7 @@ class BotService:
         store = await AsyncStore.open(
             self.settings.database, self.settings.flag_threshold, self.settings.database_pool_size
         )
-        worker = BatchingWorker.configured(self.classifier, self.settings.worker_config())
+        worker = RoutedWorker.configured(self.paths, self.settings.worker_config())
         await worker.start()
         try:
             message_content = True
@@ -96,21 +95,21 @@ class BotService:
 
 def run_bot(settings: Settings) -> int:
     """Run until SIGINT/SIGTERM; 0 on a clean stop, 1 when Discord rejects the token."""
-    classifier = Classifier.load(settings.classifier_config())
-    classifier.warm_up()
+    paths = Paths.load(settings.classifier_config())
+    paths.warm_up()
     try:
-        return asyncio.run(_serve(settings, classifier))
+        return asyncio.run(_serve(settings, paths))
     finally:
-        classifier.close()
+        paths.close()
 
 
-async def _serve(settings: Settings, classifier: Classifier) -> int:
+async def _serve(settings: Settings, paths: Paths) -> int:
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(signum, stop.set)
     try:
-        await BotService(settings, classifier).run(stop)
+        await BotService(settings, paths).run(stop)
     except discord.LoginFailure:
         log.error("Discord rejected the token (DISCORD_TOKEN): check it in the developer portal")
         return 1

@@ -18,14 +18,9 @@ from dotenv import dotenv_values
 
 from bot.admission import DEFAULT_BACKLOG, DEFAULT_CONCURRENCY
 from bot.sharding import ShardConfig, parse_count, parse_ids
-from classifier.config import (
-    DEFAULT_FLAG_THRESHOLD,
-    DEFAULT_MODEL,
-    FLAG_THRESHOLD_RANGE,
-    ClassifierConfig,
-    WorkerConfig,
-)
+from classifier.config import DEFAULT_MODEL, ClassifierConfig, WorkerConfig
 from classifier.encoders.identity import PRECISIONS
+from classifier.flag_policy import DEFAULT_FLAG_ON, DEFAULT_FLAG_THRESHOLD, FLAG_THRESHOLD_RANGE, parse_flag_on
 
 DEFAULT_API_BASE = "https://discord.com/api/v10"
 DEFAULT_GATEWAY_URL = "wss://gateway.discord.gg/"
@@ -80,6 +75,7 @@ class Settings:
     message_concurrency: int = DEFAULT_CONCURRENCY  # messages handled at once (the rest wait in the backlog)
     message_backlog: int = DEFAULT_BACKLOG  # messages waiting for a handler at most (beyond: their events wait)
     flag_threshold: float = DEFAULT_FLAG_THRESHOLD
+    flag_on: frozenset[str] = DEFAULT_FLAG_ON  # the signals that flag, for the CLI and guilds that chose none
     discord_api_base: str = DEFAULT_API_BASE
     discord_gateway_url: str = DEFAULT_GATEWAY_URL
     log_level: str = "INFO"
@@ -151,6 +147,11 @@ def _float(low: float, high: float) -> Callable[[str], float]:
 
     parse.__doc__ = f"a number between {low} and {high}"
     return parse
+
+
+def _flag_on(raw: str) -> frozenset[str]:
+    """harmful, negative or harmful,negative"""
+    return parse_flag_on(raw)
 
 
 def _choice(*options: str) -> Callable[[str], str]:
@@ -261,6 +262,7 @@ def load_settings(environ: Mapping[str, str] | None = None, dotenv_path: str | P
         message_concurrency=get("MOODBOT_MESSAGE_CONCURRENCY", _int(1, 10_000), Settings.message_concurrency),
         message_backlog=get("MOODBOT_MESSAGE_BACKLOG", _int(1, 1_000_000), Settings.message_backlog),
         flag_threshold=get("MOODBOT_FLAG_THRESHOLD", _float(*FLAG_THRESHOLD_RANGE), Settings.flag_threshold),
+        flag_on=get("MOODBOT_FLAG_ON", _flag_on, Settings.flag_on),
         discord_api_base=get("DISCORD_API_BASE", _url("http", "https"), DEFAULT_API_BASE).rstrip("/"),
         discord_gateway_url=get("DISCORD_GATEWAY_URL", _url("ws", "wss"), DEFAULT_GATEWAY_URL),
         log_level=get("MOODBOT_LOG_LEVEL", _choice("debug", "info", "warning", "error"), "info").upper(),

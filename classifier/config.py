@@ -6,18 +6,16 @@ never reads the environment itself, so the bench, the CLI and the tests configur
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from classifier.encoders.bundled import DEFAULT_MODELS_DIR, bundled_encoder
 
-#: A short name from :data:`classifier.encoders.bundled.BUNDLED`; its shipped head is the default head.
-DEFAULT_MODEL = "mpnet"
-#: ``p_negative`` at or above which the bot flags a message unless a guild chose otherwise; ``moodbot evaluate``
-#: reports negative precision and recall at it.
-DEFAULT_FLAG_THRESHOLD = 0.9
-#: The thresholds a guild may choose: below 0.5 a flagged message could be one the classifier calls positive.
-FLAG_THRESHOLD_RANGE = (0.5, 1.0)
+#: ``MOODBOT_MODEL``'s value for two paths: English messages to all-mpnet-base-v2, every other language to
+#: multilingual-e5-small (:mod:`classifier.language` decides per message). Any other value names one encoder.
+MULTILINGUAL = "multilingual"
+ROUTED_MODELS = ("mpnet", "e5")  # English path, multilingual path
+DEFAULT_MODEL = MULTILINGUAL
 
 
 @dataclass(frozen=True)
@@ -40,7 +38,7 @@ class ClassifierConfig:
     def head_path(self) -> Path:
         """The configured sentiment head, else the one shipped for the model (for a model not bundled: the default
         model's, which names the encoder it needs when loaded with another)."""
-        bundled = bundled_encoder(self.model) or bundled_encoder(DEFAULT_MODEL)
+        bundled = bundled_encoder(self.model) or bundled_encoder(ROUTED_MODELS[0])
         assert bundled is not None
         return self.head or bundled.head_path
 
@@ -55,6 +53,17 @@ class ClassifierConfig:
         """How predictions name this encoder path: the bundled short name, else the model as configured."""
         bundled = bundled_encoder(self.model)
         return bundled.short_name if bundled is not None else self.model
+
+    def path_configs(self) -> tuple[ClassifierConfig, ClassifierConfig | None]:
+        """The English path's config and, for :data:`MULTILINGUAL`, the multilingual path's (else ``None``)."""
+        if self.model != MULTILINGUAL:
+            return self, None
+        if self.head is not None:
+            raise ValueError(
+                f"MOODBOT_HEAD needs MOODBOT_MODEL to name the one encoder it was trained for, not {MULTILINGUAL!r}"
+            )
+        english, multilingual = (replace(self, model=name) for name in ROUTED_MODELS)
+        return english, multilingual
 
     @property
     def numeric_mode(self) -> str:

@@ -13,6 +13,9 @@ from classifier.heads.logistic import LogisticHead
 from classifier.heads.sentiment import CLASSES
 from tests.support.helpers import CHAT_SETS, SST2_DEV, clean_environ, run_moodbot, write_tsv
 
+#: The keys of one `classify --json` object for a head without moderation signals.
+JSON_KEYS = {"text", "label", "p_negative", "p_neutral", "p_positive", "encoder", "language", "cached"}
+
 COMMANDS = ("run", "console", "classify", "evaluate", "train", "bench", "cache")
 EMPTY = {"text": "", "label": None, "error": "empty text"}
 ZALGO = "Z\u0351\u0307\u0313\u0308a\u0364\u0306\u0352l\u035b\u0315g\u0310\u0343o\u0363 c\u0489o\u0337m\u0336e\u0338s"
@@ -91,7 +94,7 @@ def test_classify_json_survives_hostile_stdin(cli_env: dict[str, str]) -> None:
         if not raw.replace(b"\x00", b"").strip():
             assert record == EMPTY, raw
             continue
-        assert set(record) == {"text", "label", "p_negative", "p_neutral", "p_positive", "encoder", "language", "cached"}, raw
+        assert set(record) == JSON_KEYS, raw
         assert record["label"] in CLASSES and 0.0 < record["p_positive"] < 1.0 and record["cached"] is False
         assert record["p_negative"] + record["p_neutral"] + record["p_positive"] == pytest.approx(1.0, abs=1e-5)
         assert record["text"] == raw.decode("utf-8", "replace").rstrip("\r")

@@ -13,6 +13,9 @@ from classifier.inference.embeddings import CachedEncoder
 from tests.support.classifier import InstrumentedClassifier
 from tests.support.helpers import NEGATIVE_TEXTS, POSITIVE_TEXTS
 
+#: The keys of one `classify --json` object for a head without moderation signals.
+JSON_KEYS = {"text", "label", "p_negative", "p_neutral", "p_positive", "encoder", "language", "cached"}
+
 
 def test_classify_fills_then_reads_the_cache(make_classifier, tiny_encoder, tiny_head) -> None:
     classifier = make_classifier()
@@ -76,7 +79,7 @@ def test_a_three_way_head_labels_neutral(make_classifier, tiny_encoder, tiny_hea
     for p in predictions:
         assert p.label == max(p.probabilities, key=p.probabilities.get)
         assert p.p_negative + p.p_neutral + p.p_positive == pytest.approx(1.0)
-        assert set(p.to_json("x")) == {"text", "label", "p_negative", "p_neutral", "p_positive", "encoder", "language", "cached"}
+        assert set(p.to_json("x")) == JSON_KEYS
 
 
 def test_two_encoders_never_read_each_others_vectors(tmp_path: Path, tiny_encoder, other_encoder) -> None:

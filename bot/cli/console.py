@@ -16,7 +16,7 @@ from bot.settings import Settings
 from classifier.text import EmptyTextError, prepare_text, replace_surrogates
 
 if TYPE_CHECKING:  # loading the classifier is the command's work, not `moodbot --help`'s
-    from classifier.inference.classifier import Classifier
+    from classifier.inference.router import Router
 
 CHUNK_LINES = 256
 
@@ -37,33 +37,37 @@ def stdin_lines(stream: TextIO | None = None) -> Iterator[str]:
 
 
 def classify_lines(
-    classifier: Classifier, lines: Iterable[str], chunk: int = CHUNK_LINES
+    router: Router, lines: Iterable[str], settings: Settings, chunk: int = CHUNK_LINES
 ) -> Iterator[dict[str, object]]:
-    """One result object per input line, in order; batches ``chunk`` lines per model call."""
+    """One result object per input line, in order; batches ``chunk`` lines per model call. ``settings`` give the
+    flag policy (``MOODBOT_FLAG_ON``, ``MOODBOT_FLAG_THRESHOLD``) the results' ``flag`` follows."""
     buffer: list[str] = []
     for line in lines:
         buffer.append(line)
         if len(buffer) >= chunk:
-            yield from _classify_chunk(classifier, buffer)
+            yield from _classify_chunk(router, buffer, settings)
             buffer = []
     if buffer:
-        yield from _classify_chunk(classifier, buffer)
+        yield from _classify_chunk(router, buffer, settings)
 
 
-def _classify_chunk(classifier: Classifier, lines: list[str]) -> Iterator[dict[str, object]]:
+def _classify_chunk(router: Router, lines: list[str], settings: Settings) -> Iterator[dict[str, object]]:
+    from classifier.flag_policy import flag_reasons
+
     prepared: dict[int, str] = {}
     for index, line in enumerate(lines):
         try:
             prepared[index] = prepare_text(line)
         except EmptyTextError:
             pass
-    predictions = dict(zip(prepared, classifier.classify(list(prepared.values())), strict=True))
+    predictions = dict(zip(prepared, router.classify(list(prepared.values())), strict=True))
     for index, line in enumerate(lines):
         prediction = predictions.get(index)
         if prediction is None:
             yield {"text": "", "label": None, "error": "empty text"}
         else:
-            yield prediction.to_json(line)
+            reasons = flag_reasons(prediction, settings.flag_on, settings.flag_threshold)
+            yield prediction.to_json(line) | {"flag": bool(reasons), "flag_reasons": [r.to_json() for r in reasons]}
 
 
 def format_result(result: dict[str, object], as_json: bool) -> str:
@@ -73,8 +77,10 @@ def format_result(result: dict[str, object], as_json: bool) -> str:
     if result["label"] is None:
         return f"(skipped: {result['error']})"
     cached = " cached" if result["cached"] else ""
-    scores = " ".join(f"{name}={result[name]:.3f}" for name in ("p_negative", "p_neutral", "p_positive"))
-    return f"{result['label']:<8} {scores}{cached}  {_valid_unicode(result['text'])}"
+    scores = " ".join(f"{name}={value:.3f}" for name, value in result.items() if name.startswith("p_"))
+    flagged = " FLAG" if result.get("flag") else ""
+    where = f" [{result['encoder']}{', ' + str(result['language']) if result.get('language') else ''}]"
+    return f"{result['label']:<8} {scores}{where}{cached}{flagged}  {_valid_unicode(result['text'])}"
 
 
 def _valid_unicode(value: object) -> object:
@@ -82,7 +88,7 @@ def _valid_unicode(value: object) -> object:
     return replace_surrogates(value) if isinstance(value, str) else value
 
 
-def run_console(classifier: Classifier, as_json: bool = False) -> None:
+def run_console(router: Router, settings: Settings, as_json: bool = False) -> None:
     """Interactive prompt on a terminal; line-by-line classification of piped input otherwise."""
     out = sys.stdout
     if sys.stdin.isatty():
@@ -93,10 +99,10 @@ def run_console(classifier: Classifier, as_json: bool = False) -> None:
             except (EOFError, KeyboardInterrupt):
                 out.write("\n")
                 return
-            for result in classify_lines(classifier, [line]):
+            for result in classify_lines(router, [line], settings):
                 out.write(format_result(result, as_json) + "\n")
     else:
-        for result in classify_lines(classifier, stdin_lines()):
+        for result in classify_lines(router, stdin_lines(), settings):
             out.write(format_result(result, as_json) + "\n")
             out.flush()
 
@@ -107,11 +113,11 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace, settings: Settings) -> int:
-    from classifier.inference.classifier import Classifier
+    from classifier.inference.router import Paths, Router
 
-    classifier = Classifier.load(settings.classifier_config())
+    paths = Paths.load(settings.classifier_config())
     try:
-        run_console(classifier, as_json=args.json)
+        run_console(Router(paths), settings, as_json=args.json)
     finally:
-        classifier.close()
+        paths.close()
     return 0

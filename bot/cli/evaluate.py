@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING
 
 from bot.cli.datasets import LABELS_HELP, DataArgument, prepared
 from bot.settings import Settings
-from classifier.config import DEFAULT_FLAG_THRESHOLD
+from classifier.flag_policy import DEFAULT_FLAG_THRESHOLD
 from classifier.heads.sentiment import CLASSES
 
 if TYPE_CHECKING:
@@ -43,7 +43,9 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
     classifier = Classifier.load(settings.classifier_config())
     try:
         loaded = time.perf_counter()
-        vectors, hits = classifier.embeddings.dataset_vectors(prepared(data), description=f"evaluating {argument.path.name}")
+        vectors, hits = classifier.embeddings.dataset_vectors(
+            prepared(data), description=f"evaluating {argument.path.name}"
+        )
         probabilities = classifier.head.probabilities_for(vectors, CLASSES)
         elapsed = time.perf_counter() - loaded
     finally:

@@ -11,9 +11,11 @@ from discord.ext import commands
 from bot.client import MoodBot
 from bot.store import GuildConfig
 from bot.store.channel_kind import ChannelKind
-from classifier.config import FLAG_THRESHOLD_RANGE
+from classifier.flag_policy import FLAG_THRESHOLD_RANGE, HARMFUL, NEGATIVE, SIGNALS
+from classifier.language import AUTO, ENGLISH, MULTILINGUAL, parse_language_pin
 
 LOW, HIGH = FLAG_THRESHOLD_RANGE
+SIGNAL_NAMES = {HARMFUL: "harmful (any moderation head)", NEGATIVE: "strongly negative"}
 
 log = logging.getLogger(__name__)
 
@@ -22,13 +24,20 @@ def _channels(ids: frozenset[int]) -> str:
     return ", ".join(f"<#{i}>" for i in sorted(ids)) or "none"
 
 
+def describe_flag_on(config: GuildConfig) -> str:
+    """The flag signals in words."""
+    return " or ".join(SIGNAL_NAMES[signal] for signal in SIGNALS if signal in config.flag_on)
+
+
 def config_embed(config: GuildConfig) -> discord.Embed:
     embed = discord.Embed(title="moodbot settings", colour=discord.Colour.blurple())
     embed.add_field(
         name="Mod-log channel",
         value=f"<#{config.modlog_channel_id}>" if config.modlog_channel_id else "not set (flags are only stored)",
     )
+    embed.add_field(name="Flag on", value=describe_flag_on(config))
     embed.add_field(name="Flag threshold", value=f"p(negative) ≥ {config.flag_threshold:.2f}")
+    embed.add_field(name="Language", value=config.language or "detected per message")
     embed.add_field(name="Auto-flagging", value="on" if config.auto_flag else "off")
     embed.add_field(name="Mood history", value="on" if config.history else "off")
     embed.add_field(name="Live-mode channels", value=_channels(config.live_channels), inline=False)
@@ -82,6 +91,31 @@ class Config(commands.GroupCog, group_name="moodbot", group_description="moodbot
             return
         config = await self.bot.store.update_guild(interaction.guild_id, flag_threshold=float(value))
         await self._answer(interaction, config, f"Flag threshold set to {value:.2f}.")
+
+    @config.command(name="flag", description="Which signals flag a message: harmful, strongly negative, or both")
+    @app_commands.choices(signals=[
+        app_commands.Choice(name="harmful or strongly negative (default)", value=f"{HARMFUL},{NEGATIVE}"),
+        app_commands.Choice(name="harmful only (offensive, hate, threats, self-harm)", value=HARMFUL),
+        app_commands.Choice(name="strongly negative only", value=NEGATIVE),
+    ])
+    async def flag(self, interaction: discord.Interaction, signals: str) -> None:
+        assert interaction.guild_id is not None
+        config = await self.bot.store.update_guild(interaction.guild_id, flag_on=signals)
+        await self._answer(interaction, config, f"Flagging on {describe_flag_on(config)}.")
+
+    @config.command(name="language", description="Pin this server's language (auto: detect it per message)")
+    @app_commands.describe(
+        language=f"{AUTO}, {ENGLISH} (English-only encoder), {MULTILINGUAL}, or a language code such as de or ru"
+    )
+    async def language(self, interaction: discord.Interaction, language: app_commands.Range[str, 2, 16]) -> None:
+        assert interaction.guild_id is not None
+        try:
+            pin = parse_language_pin(language)
+        except ValueError as error:
+            await interaction.response.send_message(str(error), ephemeral=True)
+            return
+        config = await self.bot.store.update_guild(interaction.guild_id, language=pin)
+        await self._answer(interaction, config, f"Language {'detected per message' if pin is None else pin}.")
 
     @config.command(name="autoflag", description="Turn auto-flagging of negative messages on or off")
     async def autoflag(self, interaction: discord.Interaction, enabled: bool) -> None:

@@ -61,7 +61,7 @@ class Messages(commands.Cog):
         if not (flag or live or history) or not message.content:
             return
         try:
-            prediction = await self.bot.worker.classify(message.content)
+            prediction = await self.bot.worker.classify(message.content, config.language)
         except EmptyTextError:
             return
         except (ClassificationError, WorkerClosedError) as error:

@@ -15,11 +15,15 @@ from discord.ext import commands, tasks
 from bot.client import MoodBot
 from bot.store import AlreadyReviewedError, Flag, FlagStatus, ReviewAction
 from bot.ui import send_ephemeral
+from classifier.flag_policy import flag_reasons
+from classifier.heads.tasks import SENTIMENT, TASKS
 from classifier.inference.prediction import Prediction
 
 log = logging.getLogger(__name__)
 
 PAGE_SIZE = 5
+#: ``/flagged reason:`` choices: a flag's strongest reason's head (sentiment's reason is strong negativity).
+REASON_NAMES = {task.name: "Negative" if task is SENTIMENT else task.title for task in TASKS.values()}
 REPOST_INTERVAL_SECONDS = 10.0
 #: The re-poster reads the mod-log back to this long before the flag was stored (clock skew between this host and
 #: Discord): every card of the flag is newer, however many cards a burst posted after it.
@@ -57,8 +61,8 @@ def flag_embed(flag: Flag, reviewer_id: int | None = None) -> discord.Embed:
     )
     embed.add_field(name="Author", value=f"<@{flag.author_id}> (`{flag.author_id}`)")
     embed.add_field(name="Channel", value=f"<#{flag.channel_id}>")
-    # a flag needs p_negative >= its threshold (at least 0.5), so negative is also the message's label
-    embed.add_field(name="Score", value=f"Negative (p_negative {flag.p_negative:.2f})")
+    embed.add_field(name="Why", value=describe_reasons(flag))
+    embed.add_field(name="Sentiment", value=f"p_negative {flag.p_negative:.2f}")
     embed.add_field(name="Message", value=f"[Jump to message]({flag.jump_url})")
     if reviewer_id is not None:
         embed.add_field(
@@ -68,6 +72,11 @@ def flag_embed(flag: Flag, reviewer_id: int | None = None) -> discord.Embed:
         )
     embed.set_footer(text=f"Flag #{flag.id}")
     return embed
+
+
+def describe_reasons(flag: Flag) -> str:
+    """Why a flag was raised, strongest first: ``Offensive 0.97 · Threat 0.88`` or ``Negative 0.95``."""
+    return " · ".join(reason.title for reason in flag.reasons)
 
 
 def shown_status(card: discord.Message | None) -> FlagStatus | None:
@@ -155,9 +164,11 @@ def flag_view(flag: Flag) -> discord.ui.View:
 class FlagPager(discord.ui.View):
     """Previous / next buttons over a moderator's private ``/flagged`` listing."""
 
-    def __init__(self, cog: Moderation, user_id: int, guild_id: int, status: FlagStatus | None, total: int) -> None:
+    def __init__(
+        self, cog: Moderation, user_id: int, guild_id: int, status: FlagStatus | None, head: str | None, total: int
+    ) -> None:
         super().__init__(timeout=300)
-        self.cog, self.user_id, self.guild_id, self.status = cog, user_id, guild_id, status
+        self.cog, self.user_id, self.guild_id, self.status, self.head = cog, user_id, guild_id, status, head
         self.page, self.pages = 0, max(1, -(-total // PAGE_SIZE))
         self._refresh()
 
@@ -171,7 +182,7 @@ class FlagPager(discord.ui.View):
     async def _show(self, interaction: discord.Interaction, page: int) -> None:
         self.page = max(0, min(page, self.pages - 1))
         self._refresh()
-        embed = await self.cog.flag_page(self.guild_id, self.status, self.page)
+        embed = await self.cog.flag_page(self.guild_id, self.status, self.head, self.page)
         await interaction.response.edit_message(embed=embed, view=self)
 
     @discord.ui.button(label="◀ Previous", style=discord.ButtonStyle.secondary)
@@ -202,11 +213,12 @@ class Moderation(commands.Cog):
         self.post_unposted.cancel()
 
     async def raise_flag(self, message: discord.Message, prediction: Prediction, flag: bool, live: bool) -> None:
-        """Store a flag when the message is negative enough, then post it."""
+        """Store a flag when the guild's flag policy finds a reason, then post it."""
         if not flag or message.guild is None:
             return
         config = await self.bot.store.guild_config(message.guild.id)
-        if prediction.p_negative < config.flag_threshold:
+        reasons = flag_reasons(prediction, config.flag_on, config.flag_threshold)
+        if not reasons:
             return
         stored = await self.bot.store.add_flag(
             guild_id=message.guild.id,
@@ -216,13 +228,14 @@ class Moderation(commands.Cog):
             p_negative=prediction.p_negative,
             text=message.content,
             vector=prediction.vector,
-            namespace=self.bot.worker.classifier.encoder.cache_namespace,
+            namespace=self.bot.worker.namespace(prediction),
+            reasons=reasons,
             claim_post_s=POST_CLAIM_SECONDS if config.modlog_channel_id is not None else None,
         )
         if stored is None:
             log.debug("message %d is already flagged", message.id)
             return
-        log.info("flag %d raised on message %d (p_negative %.3f)", stored.id, message.id, stored.p_negative)
+        log.info("flag %d raised on message %d (%s)", stored.id, message.id, describe_reasons(stored))
         if config.modlog_channel_id is not None:
             await self._post_claimed(stored, config.modlog_channel_id)
 
@@ -305,13 +318,15 @@ class Moderation(commands.Cog):
             log.warning("could not read the mod-log channel %d to avoid re-posting cards: %s", channel_id, error)
         return cards
 
-    async def flag_page(self, guild_id: int, status: FlagStatus | None, page: int) -> discord.Embed:
-        flags, total = await self.bot.store.flags(guild_id, status, limit=PAGE_SIZE, offset=page * PAGE_SIZE)
-        title = f"{status.value.title() if status else 'All'} flags"
+    async def flag_page(self, guild_id: int, status: FlagStatus | None, head: str | None, page: int) -> discord.Embed:
+        flags, total = await self.bot.store.flags(
+            guild_id, status, head=head, limit=PAGE_SIZE, offset=page * PAGE_SIZE
+        )
+        title = f"{status.value.title() if status else 'All'} flags" + (f" · {REASON_NAMES[head]}" if head else "")
         embed = discord.Embed(title=f"{title} ({total})", colour=STATUS_COLOURS[status or FlagStatus.OPEN])
         for flag in flags:
             value = (
-                f"<@{flag.author_id}> in <#{flag.channel_id}> · {flag.p_negative:.0%} · [jump]({flag.jump_url})\n"
+                f"<@{flag.author_id}> in <#{flag.channel_id}> · {describe_reasons(flag)} · [jump]({flag.jump_url})\n"
                 f"> {discord.utils.escape_markdown(flag.excerpt[:150])}"
             )
             embed.add_field(
@@ -325,20 +340,27 @@ class Moderation(commands.Cog):
         return embed
 
     @app_commands.command(name="flagged", description="Moderators: page through flagged messages")
-    @app_commands.describe(status="Only flags with this status (default: open)")
+    @app_commands.describe(
+        status="Only flags with this status (default: open)", reason="Only flags raised mainly for this reason"
+    )
     @app_commands.choices(
         status=[app_commands.Choice(name=s.value, value=s.value) for s in FlagStatus]
-        + [app_commands.Choice(name="all", value="all")]
+        + [app_commands.Choice(name="all", value="all")],
+        reason=[app_commands.Choice(name=name, value=head) for head, name in REASON_NAMES.items()]
+        + [app_commands.Choice(name="all", value="all")],
     )
     @app_commands.guild_only()
     @app_commands.default_permissions(manage_messages=True)
     @app_commands.checks.has_permissions(manage_messages=True)
-    async def flagged(self, interaction: discord.Interaction, status: str = FlagStatus.OPEN.value) -> None:
+    async def flagged(
+        self, interaction: discord.Interaction, status: str = FlagStatus.OPEN.value, reason: str = "all"
+    ) -> None:
         assert interaction.guild_id is not None
         selected = None if status == "all" else FlagStatus(status)
-        _, total = await self.bot.store.flags(interaction.guild_id, selected, limit=0)
-        pager = FlagPager(self, interaction.user.id, interaction.guild_id, selected, total)
-        embed = await self.flag_page(interaction.guild_id, selected, 0)
+        head = None if reason == "all" else reason
+        _, total = await self.bot.store.flags(interaction.guild_id, selected, head=head, limit=0)
+        pager = FlagPager(self, interaction.user.id, interaction.guild_id, selected, head, total)
+        embed = await self.flag_page(interaction.guild_id, selected, head, 0)
         await interaction.response.send_message(embed=embed, view=pager, ephemeral=True)
 
 

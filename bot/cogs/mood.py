@@ -147,7 +147,8 @@ class Mood(commands.Cog):
         authors = {m.author.id for m in history if not m.author.bot}
         opted_out = {author for author in authors if await self.bot.store.is_opted_out(author)}  # once per author
         eligible = [m for m in history if not m.author.bot and m.content.strip() and m.author.id not in opted_out]
-        results = await self.bot.worker.classify_many([m.content for m in eligible], return_exceptions=True)
+        pin = (await self.bot.store.guild_config(channel.guild.id)).language
+        results = await self.bot.worker.classify_many([m.content for m in eligible], pin, return_exceptions=True)
         outcomes = zip(eligible, results, strict=True)
         scored = [Scored(m.created_at, m.jump_url, r) for m, r in outcomes if isinstance(r, Prediction)]
         failures = [r for r in results if isinstance(r, Exception) and not isinstance(r, EmptyTextError)]

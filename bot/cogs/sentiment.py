@@ -53,11 +53,17 @@ class Sentiment(commands.Cog):
     @app_commands.checks.cooldown(COOLDOWN_RATE, COOLDOWN_SECONDS, key=_per_user)
     async def sentiment(self, interaction: discord.Interaction, text: app_commands.Range[str, 1, 4000]) -> None:
         try:
-            prediction = await self.bot.worker.classify(text)
+            prediction = await self.bot.worker.classify(text, await self._language_pin(interaction))
         except EmptyTextError:
             await send_ephemeral(interaction, "There is no text to check.")
             return
         await send_ephemeral(interaction, describe(prediction))
+
+    async def _language_pin(self, interaction: discord.Interaction) -> str | None:
+        """The guild's language pin (``/moodbot config language``), if the command came from a guild."""
+        if interaction.guild_id is None:
+            return None
+        return (await self.bot.store.guild_config(interaction.guild_id)).language
 
     async def check_message(self, interaction: discord.Interaction, message: discord.Message) -> None:
         if (
@@ -68,7 +74,7 @@ class Sentiment(commands.Cog):
             await send_ephemeral(interaction, "The author of this message opted out of sentiment analysis.")
             return
         try:
-            prediction = await self.bot.worker.classify(message.content)
+            prediction = await self.bot.worker.classify(message.content, await self._language_pin(interaction))
         except EmptyTextError:
             await send_ephemeral(interaction, "That message has no text to check.")
             return

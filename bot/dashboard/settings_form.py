@@ -11,7 +11,7 @@ from aiohttp import web
 from bot.dashboard.access import GuildAccess
 from bot.store import AsyncStore, GuildConfig
 from bot.store.channel_kind import ChannelKind
-from classifier.config import FLAG_THRESHOLD_RANGE
+from classifier.flag_policy import FLAG_THRESHOLD_RANGE
 
 
 @dataclass(frozen=True)

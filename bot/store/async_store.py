@@ -16,8 +16,9 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import functools
+import json
 import logging
-from collections.abc import AsyncIterator, Callable, Coroutine
+from collections.abc import AsyncIterator, Callable, Coroutine, Sequence
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from pathlib import Path
 from typing import Any, Concatenate, ParamSpec, TypeVar
@@ -52,14 +53,22 @@ from bot.store.schema import (
     optouts,
     utcnow,
 )
-from classifier.config import DEFAULT_FLAG_THRESHOLD, FLAG_THRESHOLD_RANGE
+from classifier.flag_policy import (
+    DEFAULT_FLAG_ON,
+    DEFAULT_FLAG_THRESHOLD,
+    FLAG_THRESHOLD_RANGE,
+    Reason,
+    parse_flag_on,
+)
+from classifier.heads.tasks import SENTIMENT
+from classifier.language import parse_language_pin
 
 log = logging.getLogger(__name__)
 
 P = ParamSpec("P")
 T = TypeVar("T")
 
-GUILD_SETTINGS = {"modlog_channel_id", "flag_threshold", "auto_flag", "history"}
+GUILD_SETTINGS = {"modlog_channel_id", "flag_threshold", "flag_on", "language", "auto_flag", "history"}
 CLOSE_TIMEOUT_SECONDS = 10.0
 _FLAG_COLUMNS = (
     flags.c.id,
@@ -73,6 +82,10 @@ _FLAG_COLUMNS = (
     flags.c.status,
     flags.c.modlog_channel_id,
     flags.c.modlog_message_id,
+    flags.c.head,
+    flags.c.label,
+    flags.c.score,
+    flags.c.reasons,
 )
 
 
@@ -85,13 +98,15 @@ _GUILD_CONFIG = sa.union_all(
         sa.literal_column(f"'{_SETTINGS}'").label("part"),
         guild_settings.c.modlog_channel_id.label("id"),
         guild_settings.c.flag_threshold,
+        guild_settings.c.flag_on,
+        guild_settings.c.language,
         guild_settings.c.auto_flag,
         guild_settings.c.history,
     ).where(guild_settings.c.guild_id == _GUILD),
-    sa.select(guild_channels.c.kind, guild_channels.c.channel_id, sa.null(), sa.null(), sa.null()).where(
+    sa.select(guild_channels.c.kind, guild_channels.c.channel_id, *[sa.null()] * 5).where(
         guild_channels.c.guild_id == _GUILD
     ),
-    sa.select(sa.literal_column(f"'{_EXEMPT}'"), exempt_roles.c.role_id, sa.null(), sa.null(), sa.null()).where(
+    sa.select(sa.literal_column(f"'{_EXEMPT}'"), exempt_roles.c.role_id, *[sa.null()] * 5).where(
         exempt_roles.c.guild_id == _GUILD
     ),
 )
@@ -123,7 +138,15 @@ def _flag(row: sa.Row) -> Flag:
         status=FlagStatus(row.status),
         modlog_channel_id=row.modlog_channel_id,
         modlog_message_id=row.modlog_message_id,
+        reasons=_reasons(row),
     )
+
+
+def _reasons(row: sa.Row) -> tuple[Reason, ...]:
+    """A flag's reasons: as stored, or for a flag from before reasons, its one head, label and score."""
+    if row.reasons:
+        return tuple(Reason.from_json(item) for item in json.loads(row.reasons))
+    return (Reason(row.head, row.label, row.score if row.score is not None else row.p_negative),)
 
 
 def _review(row: sa.Row) -> Review:
@@ -255,6 +278,8 @@ class AsyncStore:
             flag_threshold=threshold if threshold is not None else self.default_threshold,
             auto_flag=bool(settings.auto_flag) if settings is not None else True,
             history=bool(settings.history) if settings is not None else True,
+            flag_on=parse_flag_on(settings.flag_on) if settings is not None and settings.flag_on else DEFAULT_FLAG_ON,
+            language=settings.language if settings is not None else None,
             live_channels=frozenset(c.id for c in channels if c.part == ChannelKind.LIVE),
             disabled_channels=frozenset(c.id for c in channels if c.part == ChannelKind.DISABLED),
             exempt_roles=frozenset(roles),
@@ -262,10 +287,14 @@ class AsyncStore:
 
     @_finishes
     async def update_guild(self, guild_id: int, **values: object) -> GuildConfig:
-        """Set ``modlog_channel_id``, ``flag_threshold`` (0.5 to 1.0, or None for the default), ``auto_flag`` and/or
-        ``history``."""
+        """Set ``modlog_channel_id``, ``flag_threshold`` (0.5 to 1.0, or None for the default), ``flag_on`` (signals,
+        None for the default), ``language`` (a pin, None to detect), ``auto_flag`` and/or ``history``."""
         if not values or not values.keys() <= GUILD_SETTINGS:
             raise ValueError(f"unknown guild settings: {sorted(set(values) - GUILD_SETTINGS)}")
+        if values.get("flag_on") is not None:
+            values["flag_on"] = ",".join(sorted(parse_flag_on(values["flag_on"])))  # type: ignore[arg-type]
+        if "language" in values:
+            values["language"] = parse_language_pin(values["language"])  # type: ignore[arg-type]
         threshold = values.get("flag_threshold")
         low, high = FLAG_THRESHOLD_RANGE
         if threshold is not None and not low <= float(threshold) <= high:  # type: ignore[arg-type]
@@ -376,14 +405,19 @@ class AsyncStore:
         text: str,
         vector: np.ndarray,
         namespace: str,
+        reasons: Sequence[Reason] = (),
         claim_post_s: float | None = None,
     ) -> Flag | None:
         """Store a new open flag; ``None`` when this message is already flagged (a replayed event).
+
+        ``reasons``: why, strongest first (none: sentiment's ``negative`` at ``p_negative``, as before reasons).
 
         ``claim_post_s``: the caller also takes the flag's post claim (:meth:`claim_post`) for that long, in the same
         statement: one transaction, and one disk sync, fewer per flag.
         """
         now = utcnow()
+        reasons = list(reasons) or [Reason(SENTIMENT.name, "negative", float(p_negative))]
+        top = reasons[0]
         claimed_until = now + dt.timedelta(seconds=claim_post_s) if claim_post_s is not None else None
         statement = (
             self._insert(flags)
@@ -393,6 +427,10 @@ class AsyncStore:
                 message_id=message_id,
                 author_id=author_id,
                 p_negative=float(p_negative),
+                head=top.head,
+                label=top.label,
+                score=float(top.score),
+                reasons=json.dumps([reason.to_json() for reason in reasons]),
                 excerpt=excerpt(text),
                 created_at=now,
                 vector=np.ascontiguousarray(vector, dtype="<f4").tobytes(),
@@ -416,10 +454,13 @@ class AsyncStore:
         return _flag(row) if row is not None else None
 
     async def flags(
-        self, guild_id: int, status: FlagStatus | None = None, *, limit: int = 10, offset: int = 0
+        self, guild_id: int, status: FlagStatus | None = None, *, head: str | None = None, limit: int = 10,
+        offset: int = 0,
     ) -> tuple[list[Flag], int]:
-        """A page of the guild's flags, newest first, and how many there are in all."""
+        """A page of the guild's flags (of one status, raised mainly by one head), newest first, and how many there
+        are in all."""
         where = [flags.c.guild_id == guild_id] + ([flags.c.status == status.value] if status else [])
+        where += [flags.c.head == head] if head else []
         async with self._read() as db:
             return await flag_page(db, where, limit=limit, offset=offset)
 
@@ -528,14 +569,15 @@ class AsyncStore:
                 guild_id=row.guild_id,
                 namespace=row.namespace,
                 vector=row.vector,
-                label=action.label,
+                label=action.label_for(row.head),
+                head=row.head,
                 moderator_id=moderator_id,
                 created_at=now,
             )
             await db.execute(
                 insert.on_conflict_do_update(
                     index_elements=[feedback.c.flag_id],
-                    set_={name: insert.excluded[name] for name in ("label", "moderator_id", "created_at")},
+                    set_={name: insert.excluded[name] for name in ("label", "head", "moderator_id", "created_at")},
                 )
             )
         return _flag(row)
@@ -549,9 +591,14 @@ class AsyncStore:
             ).all()
         return [_review(row) for row in rows]
 
-    async def feedback_examples(self, namespace: str, guild_id: int | None = None) -> tuple[np.ndarray, np.ndarray]:
-        """Moderator-labelled vectors for one encoder namespace: float32 ``[n, dim]`` and int64 labels ``[n]``."""
-        query = sa.select(feedback.c.vector, feedback.c.label).where(feedback.c.namespace == namespace)
+    async def feedback_examples(
+        self, namespace: str, guild_id: int | None = None, head: str = SENTIMENT.name
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Moderator-labelled vectors for one encoder namespace and head: float32 ``[n, dim]`` and int64 labels
+        ``[n]`` (class indices of the head's classes)."""
+        query = sa.select(feedback.c.vector, feedback.c.label).where(
+            feedback.c.namespace == namespace, feedback.c.head == head
+        )
         if guild_id is not None:
             query = query.where(feedback.c.guild_id == guild_id)
         async with self._read() as db:

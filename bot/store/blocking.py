@@ -18,7 +18,7 @@ import numpy as np
 from bot.store.async_store import AsyncStore
 from bot.store.channel_kind import ChannelKind
 from bot.store.models import Flag, FlagStatus, GuildConfig, Review, ReviewAction
-from classifier.config import DEFAULT_FLAG_THRESHOLD
+from classifier.flag_policy import DEFAULT_FLAG_THRESHOLD
 
 T = TypeVar("T")
 

@@ -6,14 +6,15 @@ import datetime as dt
 import enum
 from dataclasses import dataclass, field
 
-from classifier.config import DEFAULT_FLAG_THRESHOLD
+from classifier.flag_policy import DEFAULT_FLAG_ON, DEFAULT_FLAG_THRESHOLD, Reason
 from classifier.heads.sentiment import NEGATIVE, NEUTRAL
+from classifier.heads.tasks import SENTIMENT
 from classifier.text import replace_surrogates
 
 EXCERPT_CHARS = 300
-#: Feedback labels are class indices of ``classifier.heads.sentiment.CLASSES``. Before three-way heads a dismissal
-#: was stored
-#: as 1 meaning "positive"; 1 is now neutral, which is what a dismissal means, so old rows keep their sense.
+#: Sentiment feedback labels are class indices of ``classifier.heads.sentiment.CLASSES``. Before three-way heads a
+#: dismissal was stored as 1 meaning "positive"; 1 is now neutral, which is what a dismissal means, so old rows keep
+#: their sense. A moderation head's feedback is 0 (other) or 1 (its signal).
 LABEL_NEGATIVE, LABEL_NEUTRAL = NEGATIVE, NEUTRAL
 
 
@@ -46,6 +47,13 @@ class ReviewAction(enum.StrEnum):
         """Dismiss means a false flag, almost always ordinary text: neutral; confirm and delete mean negative."""
         return LABEL_NEUTRAL if self is ReviewAction.DISMISS else LABEL_NEGATIVE
 
+    def label_for(self, head: str) -> int:
+        """The training label this decision gives the head that raised the flag: for a moderation head, dismiss
+        is 0 (other) and confirm or delete 1 (its signal)."""
+        if head == SENTIMENT.name:
+            return self.label
+        return 0 if self is ReviewAction.DISMISS else 1
+
 
 @dataclass(frozen=True)
 class GuildConfig:
@@ -54,6 +62,8 @@ class GuildConfig:
     guild_id: int
     modlog_channel_id: int | None = None
     flag_threshold: float = DEFAULT_FLAG_THRESHOLD
+    flag_on: frozenset[str] = DEFAULT_FLAG_ON  # the signals that flag (classifier.flag_policy)
+    language: str | None = None  # a language pin (classifier.language); None: detect per message
     auto_flag: bool = True
     history: bool = True  # eligible messages add to the hourly mood aggregates
     live_channels: frozenset[int] = field(default_factory=frozenset)
@@ -76,6 +86,12 @@ class Flag:
     status: FlagStatus
     modlog_channel_id: int | None
     modlog_message_id: int | None
+    reasons: tuple[Reason, ...] = ()  # strongest first; never empty for a flag the bot raised
+
+    @property
+    def head(self) -> str:
+        """The head of the strongest reason."""
+        return self.reasons[0].head if self.reasons else SENTIMENT.name
 
     @property
     def jump_url(self) -> str:

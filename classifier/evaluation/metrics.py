@@ -12,7 +12,7 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
-from classifier.config import DEFAULT_FLAG_THRESHOLD
+from classifier.flag_policy import DEFAULT_FLAG_THRESHOLD
 from classifier.heads.sentiment import CLASSES, NEGATIVE, NEUTRAL, POSITIVE
 
 BINARY_CLASSES = (NEGATIVE, POSITIVE)

@@ -83,6 +83,12 @@ class LogisticHead:
         """Whether a sentiment head predicts neutral (version-1 binary heads do not)."""
         return len(self.classes) == len(SENTIMENT.classes)
 
+    @property
+    def flag_threshold(self) -> float | None:
+        """A moderation head's flag threshold, as its training chose it (``None`` for sentiment: guilds choose)."""
+        value = self.training.get("flag_threshold")
+        return float(value) if task_named(self.task).moderation and value is not None else None
+
     @cached_property
     def _folded(self) -> tuple[np.ndarray, np.ndarray]:
         """Standardisation and temperature folded into the weights: one matrix product per prediction

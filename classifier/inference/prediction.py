@@ -13,10 +13,11 @@ from classifier.heads.tasks import SENTIMENT, task_named
 
 @dataclass(frozen=True)
 class Scores:
-    """One head's calibrated probabilities over its classes."""
+    """One head's calibrated probabilities over its classes, and a moderation head's own flag threshold."""
 
     classes: tuple[str, ...]
     probabilities: tuple[float, ...]
+    threshold: float | None = None
 
     def __getitem__(self, name: str) -> float:
         """The probability of class ``name``; 0 for a class this head lacks (neutral, for a binary sentiment head)."""
@@ -87,6 +88,11 @@ class Prediction:
         return {head: scores[task_named(head).signal] for head, scores in self.scores.items()
                 if task_named(head).moderation}
 
+    @property
+    def thresholds(self) -> dict[str, float]:
+        """Each moderation head's flag threshold (chosen by its training), by head."""
+        return {head: scores.threshold for head, scores in self.scores.items() if scores.threshold is not None}
+
     def with_route(self, path: str, language: str | None) -> Prediction:
         """This prediction as answered by encoder ``path`` for a text in ``language``."""
         return Prediction(self.scores, self.cached, self.vector, path, language)
@@ -114,7 +120,8 @@ def predictions(
     per_head = {name: head.predict_proba(vectors).tolist() for name, head in heads.items()}
     return [
         Prediction(
-            {name: Scores(heads[name].classes, tuple(rows[i])) for name, rows in per_head.items()},
+            {name: Scores(heads[name].classes, tuple(rows[i]), heads[name].flag_threshold)
+             for name, rows in per_head.items()},
             hit, vector, path,
         )
         for i, (hit, vector) in enumerate(zip(cached, vectors, strict=True))

@@ -20,6 +20,7 @@ from bot.identify import IdentifyGate
 from bot.runner import BotService
 from bot.sharding import ShardConfig, shard_of
 from bot.store import Store
+from classifier.inference.router import Paths
 from tests.support.bot import THRESHOLD, mod_log_posts
 from tests.support.fake_discord import FakeDiscordServer, Seed, seed_default
 from tests.support.helpers import NEGATIVE_MESSAGE, WAIT, free_port
@@ -152,6 +153,6 @@ async def test_a_sharded_bot_refused_at_login_stops_cleanly(
 ) -> None:
     """discord.py's ``AutoShardedBot.close()`` fails on a bot that never connected: the runner must not call it."""
     fake_discord.token = "another-token"
-    service = BotService(replace(settings, shards=ShardConfig(2, (0,))), shipped_classifier)
+    service = BotService(replace(settings, shards=ShardConfig(2, (0,))), Paths.single(shipped_classifier))
     with pytest.raises(discord.LoginFailure):
         await asyncio.wait_for(service.run(asyncio.Event()), WAIT)

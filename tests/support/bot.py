@@ -16,6 +16,7 @@ from discord.state import ConnectionState
 from bot.runner import BotService
 from bot.settings import Settings
 from classifier.inference.classifier import Classifier
+from classifier.inference.router import Paths
 from tests.support.fake_discord import FakeDiscordServer, FakeInteraction, FakeMessage, Seed
 from tests.support.fake_discord.payloads import guild_payload
 from tests.support.helpers import WAIT, poll_until
@@ -47,9 +48,11 @@ async def mod_log_posts(server: FakeDiscordServer, channel_id: int, count: int) 
 
 
 @asynccontextmanager
-async def running_bot(settings: Settings, classifier: Classifier) -> AsyncIterator[BotService]:
-    """Run the bot as ``moodbot run`` does until the block ends; entering waits until it is ready."""
-    service = BotService(settings, classifier, guild_ready_timeout=0.05)
+async def running_bot(settings: Settings, classifier: Classifier | Paths) -> AsyncIterator[BotService]:
+    """Run the bot as ``moodbot run`` does until the block ends (on one classifier's path, or on ``Paths``);
+    entering waits until it is ready."""
+    paths = classifier if isinstance(classifier, Paths) else Paths.single(classifier)
+    service = BotService(settings, paths, guild_ready_timeout=0.05)
     stop = asyncio.Event()
     task = asyncio.create_task(service.run(stop))
 
