@@ -86,12 +86,16 @@ class Flag:
     status: FlagStatus
     modlog_channel_id: int | None
     modlog_message_id: int | None
-    reasons: tuple[Reason, ...] = ()  # strongest first; never empty for a flag the bot raised
+    reasons: tuple[Reason, ...] = ()  # strongest first; none given: sentiment's negative, as before reasons
+
+    def __post_init__(self) -> None:
+        if not self.reasons:
+            object.__setattr__(self, "reasons", (Reason(SENTIMENT.name, "negative", self.p_negative),))
 
     @property
     def head(self) -> str:
         """The head of the strongest reason."""
-        return self.reasons[0].head if self.reasons else SENTIMENT.name
+        return self.reasons[0].head
 
     @property
     def jump_url(self) -> str:

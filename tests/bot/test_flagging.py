@@ -44,7 +44,8 @@ async def test_negative_message_is_flagged_and_posted(
     fields = {f["name"]: f["value"] for f in embed["fields"]}
     assert str(seeded_guild.member_id) in fields["Author"] and str(seeded_guild.general_id) in fields["Channel"]
     assert f"/{seeded_guild.guild_id}/{seeded_guild.general_id}/{bad.id}" in fields["Message"]
-    assert fields["Score"] == f"Negative (p_negative {flag.p_negative:.2f})"  # the label and p_negative
+    assert fields["Why"] == f"Negative {flag.p_negative:.2f}" and flag.reasons[0].head == "sentiment"
+    assert fields["Sentiment"] == f"p_negative {flag.p_negative:.2f}"
     assert button_ids(post) == [f"moodbot:flag:{a}:{flag.id}" for a in ("dismiss", "confirm", "delete")]
     assert pings_nobody(post), post.data
     assert len(store.flags(seeded_guild.guild_id)[0]) == 1  # the positive message was not flagged

@@ -8,7 +8,6 @@ import datetime as dt
 from collections.abc import AsyncIterator
 from pathlib import Path
 
-import numpy as np
 import pytest
 import pytest_asyncio
 import sqlalchemy as sa
@@ -18,13 +17,14 @@ from bot.store import AsyncStore
 from bot.store.history import HistoryKey, HistoryStore, MoodCounts, hour_of
 from bot.store.schema import mood_history
 from classifier.inference.prediction import Prediction
+from tests.support.helpers import sentiment_prediction
 
 GUILD, GENERAL, RANDOM = 11, 21, 22
 NOW = dt.datetime(2026, 3, 1, 12, 30, tzinfo=dt.UTC)
 
 
 def prediction(label: str, p_negative: float, p_positive: float) -> Prediction:
-    return Prediction(label, p_negative, 1 - p_negative - p_positive, p_positive, False, np.zeros(2, np.float32))
+    return sentiment_prediction(p_negative, 1 - p_negative - p_positive, p_positive)
 
 
 @pytest.fixture(params=["sqlite", "postgres"])

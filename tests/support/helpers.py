@@ -16,6 +16,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
+import numpy as np
+
+from classifier.heads.tasks import SENTIMENT
+from classifier.inference.prediction import Prediction, Scores
 from tests.support.fake_discord.models import FakeMessage
 
 T = TypeVar("T")
@@ -186,3 +190,11 @@ def pings_nobody(message: FakeMessage | Mapping[str, Any]) -> bool:
         allowed.get("users") or allowed.get("roles")
     )
     return asked_for_none and not any(resolved.get(key) for key in ("mentions", "mention_roles", "mention_everyone"))
+
+
+def sentiment_prediction(
+    p_negative: float, p_neutral: float, p_positive: float, cached: bool = False, dim: int = 4
+) -> Prediction:
+    """A prediction of a sentiment head alone, with these probabilities (for tests of what the bot shows)."""
+    return Prediction({SENTIMENT.name: Scores(SENTIMENT.classes, (p_negative, p_neutral, p_positive))}, cached,
+                      np.zeros(dim, np.float32))

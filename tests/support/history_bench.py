@@ -24,6 +24,7 @@ from bot.history import HistoryRecorder
 from bot.store import AsyncStore
 from bot.store.history import HistoryKey, HistoryStore, MoodCounts, hour_of
 from classifier.inference.prediction import Prediction
+from tests.support.helpers import sentiment_prediction
 from tests.support.postgres import PostgresServer
 
 GUILD = 1
@@ -36,7 +37,7 @@ def predictions(count: int) -> list[Prediction]:
     out = []
     for _ in range(count):
         p = rng.dirichlet([1, 2, 1])
-        out.append(Prediction(LABELS[int(np.argmax(p))], float(p[0]), float(p[1]), float(p[2]), False, vector))
+        out.append(sentiment_prediction(float(p[0]), float(p[1]), float(p[2]), dim=len(vector)))
     return out
 
 

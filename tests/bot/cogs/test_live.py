@@ -2,17 +2,16 @@
 
 from __future__ import annotations
 
-import numpy as np
 import pytest
 
 from bot.cogs.live import UNSURE_BELOW, sentiment_emoji
 from classifier.heads.sentiment import CLASSES
-from classifier.inference.prediction import predictions
+from tests.support.helpers import sentiment_prediction
 
 
 def prediction(negative: float, neutral: float, positive: float):
     """Labelled as the pipeline labels it: the most probable class."""
-    [made] = predictions(np.array([[negative, neutral, positive]]), [False], np.zeros((1, 4), np.float32))
+    made = sentiment_prediction(negative, neutral, positive)
     return made
 
 

@@ -25,7 +25,8 @@ def test_open_flag_card() -> None:
     assert [(f.name, f.value) for f in embed.fields] == [
         ("Author", "<@4> (`4`)"),
         ("Channel", "<#2>"),
-        ("Score", "Negative (p_negative 0.93)"),  # a flag is at p_negative >= 0.5: its label is negative
+        ("Why", "Negative 0.93"),  # a flag from before reasons: sentiment's negative at its p_negative
+        ("Sentiment", "p_negative 0.93"),
         ("Message", "[Jump to message](https://discord.com/channels/1/2/3)"),
     ]
 

@@ -10,9 +10,9 @@ import numpy as np
 import pytest
 
 from bot.cogs.mood import STEADY_WITHIN, Scored, mood_score, summary_embed, trend
-from classifier.inference.prediction import predictions
 from tests.support.bot import parsed_guild
 from tests.support.fake_discord import FakeDiscordServer, seed_default
+from tests.support.helpers import sentiment_prediction
 
 START = dt.datetime(2024, 1, 2, 3, 4, 5, tzinfo=dt.UTC)
 
@@ -30,7 +30,7 @@ def general() -> discord.TextChannel:
 def scored(*probabilities: tuple[float, float, float]) -> list[Scored]:
     """One message a minute from ``START``, oldest first, with (negative, neutral, positive) probabilities, labelled
     as the pipeline labels them."""
-    made = predictions(np.array(probabilities), [False] * len(probabilities), np.zeros((len(probabilities), 4)))
+    made = [sentiment_prediction(*row) for row in probabilities]
     return [
         Scored(START + dt.timedelta(minutes=i), f"https://discord.com/channels/1/2/{100 + i}", prediction)
         for i, prediction in enumerate(made)

@@ -2,15 +2,13 @@
 
 from __future__ import annotations
 
-import numpy as np
-
 from bot.cogs.sentiment import describe
-from classifier.inference.prediction import Prediction
+from tests.support.helpers import sentiment_prediction
 
 
 def test_describe_names_label_confidence_source_and_each_class() -> None:
-    negative = Prediction("negative", 0.91, 0.07, 0.02, cached=True, vector=np.zeros(4, np.float32))
-    neutral = Prediction("neutral", 0.1, 0.62, 0.28, cached=False, vector=np.zeros(4, np.float32))
+    negative = sentiment_prediction(0.91, 0.07, 0.02, cached=True)
+    neutral = sentiment_prediction(0.1, 0.62, 0.28)
     assert describe(negative) == (
         "**Negative** · 91% confidence · cached\n"
         "`█████████░` negative 91%\n"
