@@ -34,28 +34,28 @@ lint: setup
 bench: setup
 	$(VENV)/bin/moodbot bench
 
-# Re-train every shipped head (one per bundled encoder: classifier/encoders/bundled.py's BUNDLED) from ../shared/data, bit for
-# bit on an x86-64 CPU: each with the date and the feature its file records, over an empty cache, ignoring any
-# MOODBOT_HEAD / MOODBOT_MODEL of the developer's environment.
+# Re-train every shipped head (classifier/heads/recipes.py's RECIPES: one file classifier/shipped/<encoder>.<task>.json
+# each) from ../shared/data and classifier/datasets, bit for bit on an x86-64 CPU: each with the date its file records
+# (today for a new head), over one empty cache, ignoring any MOODBOT_HEAD / MOODBOT_MODEL of the environment.
 define SHIPPED_HEADS
-import datetime, json, sys
-from classifier.encoders.bundled import BUNDLED
-for encoder in BUNDLED:
-    if not encoder.head_path.is_file():
-        sys.exit(f"make head: {encoder.head_path} does not exist yet: train it once with "
-                 f"moodbot train --model {encoder.short_name} --pooling SPEC --out {encoder.head_path}")
-    date = datetime.date.fromisoformat(json.loads(encoder.head_path.read_text())["training"]["date"])
+import datetime, json
+from classifier.encoders.bundled import HEADS_DIR
+from classifier.heads.recipes import RECIPES
+for recipe in RECIPES:
+    path = HEADS_DIR / f"{recipe.name}.json"
+    date = (datetime.date.fromisoformat(json.loads(path.read_text())["training"]["date"]) if path.is_file()
+            else datetime.datetime.now(datetime.UTC).date())
     epoch = int(datetime.datetime(date.year, date.month, date.day, tzinfo=datetime.UTC).timestamp())
-    print(encoder.short_name, encoder.head_path, epoch)
+    print(recipe.name, path, epoch)
 endef
 export SHIPPED_HEADS
 
 head: setup
 	$(PYTHON) -c "$$SHIPPED_HEADS" > $(VENV)/shipped-heads.txt
-	while read -r model out epoch; do \
-	  SOURCE_DATE_EPOCH=$$epoch MOODBOT_CACHE_DIR=$$(mktemp -d) MOODBOT_HEAD= MOODBOT_MODEL= MOODBOT_DEVICE=cpu \
-	    $(VENV)/bin/moodbot train --model $$model --out $$out || exit 1; \
-	done < $(VENV)/shipped-heads.txt
+	cache=$$(mktemp -d) && while read -r recipe out epoch; do \
+	  SOURCE_DATE_EPOCH=$$epoch MOODBOT_CACHE_DIR=$$cache MOODBOT_HEAD= MOODBOT_MODEL= MOODBOT_DEVICE=cpu \
+	    $(VENV)/bin/moodbot train --recipe $$recipe --out $$out || exit 1; \
+	done < $(VENV)/shipped-heads.txt; rm -rf $$cache
 
 clean:
 	rm -rf $(VENV) var .pytest_cache

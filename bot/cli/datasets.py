@@ -60,10 +60,11 @@ class DataArgument:
         path = Path(f"{folder}/{file_name}" if folder or argument.startswith("/") else file_name)
         return cls(path, weight, three_way)
 
-    def load(self) -> LabelledData:
+    def load(self, signal: bool = False) -> LabelledData:
+        """The file's labelled texts; ``signal``: a moderation file (0 other, 1 the signal)."""
         from classifier.evaluation.data import load_tsv
 
-        return load_tsv(self.path, three_way=self.three_way)
+        return load_tsv(self.path, three_way=self.three_way, signal=signal)
 
 
 def prepared(data: LabelledData) -> list[str]:

@@ -35,8 +35,11 @@ class LabelledData:
         return len(self.texts)
 
 
-def load_tsv(path: str | Path, three_way: bool = False) -> LabelledData:
-    """Read a labelled TSV file; blank lines are skipped, anything else malformed is an error."""
+def load_tsv(path: str | Path, three_way: bool = False, signal: bool = False) -> LabelledData:
+    """Read a labelled TSV file; blank lines are skipped, anything else malformed is an error.
+
+    ``signal``: a moderation file, whose 0 and 1 (other, the signal) are kept as they are.
+    """
     file = Path(path)
     try:
         raw = file.read_bytes()
@@ -60,7 +63,7 @@ def load_tsv(path: str | Path, three_way: bool = False) -> LabelledData:
                 f"{file}:{number}: expected 'sentence<TAB>label' with label {expected}, got {line[:80]!r}"
             )
         texts.append(_unquote(text.strip()))
-        labels.append(int(label) if three_way else BINARY_TO_CLASS[int(label)])
+        labels.append(int(label) if three_way or signal else BINARY_TO_CLASS[int(label)])
     if not texts:
         raise DataFormatError(f"{file}: no labelled lines")
     digest = hashlib.sha256(raw).hexdigest()

@@ -48,6 +48,16 @@ def macro_recall(labels: np.ndarray, predicted: np.ndarray) -> float:
     return float(np.mean(list(class_recalls(labels, predicted).values())))
 
 
+def macro_f1(labels: np.ndarray, predicted: np.ndarray) -> float:
+    """Mean F1 over the classes present in ``labels`` (UMSAB's and RuSentiment's three-way metric)."""
+    scores = []
+    for k in np.unique(labels):
+        hits, called, support = np.sum((labels == k) & (predicted == k)), np.sum(predicted == k), np.sum(labels == k)
+        precision, recall = (hits / called if called else 0.0), hits / support
+        scores.append(2 * precision * recall / (precision + recall) if precision + recall else 0.0)
+    return float(np.mean(scores))
+
+
 def _calibration_error(hits: np.ndarray, confidence: np.ndarray, low: float, bins: int) -> float:
     edges = np.linspace(low, 1.0, bins + 1)
     which = np.clip(np.digitize(confidence, edges[1:-1], right=True), 0, bins - 1)
@@ -73,6 +83,25 @@ def expected_calibration_error(labels: np.ndarray, probabilities: np.ndarray, th
     p_positive = binary_p_positive(probabilities[keep])
     confidence = np.maximum(p_positive, 1.0 - p_positive)
     correct = ((p_positive >= 0.5) == (labels[keep] == POSITIVE)).astype(float)
+    return _calibration_error(correct, confidence, 0.5, bins)
+
+
+def signal_macro_f1(labels: np.ndarray, flagged: np.ndarray) -> float:
+    """Macro-F1 over the two classes of a moderation signal (0 other, 1 the signal), as OLID scores it."""
+    scores = []
+    for k in (0, 1):
+        hits = np.sum((labels == k) & ((flagged == 1) == (k == 1)))
+        called, support = np.sum((flagged == 1) == (k == 1)), np.sum(labels == k)
+        precision = hits / called if called else 0.0
+        recall = hits / support if support else 0.0
+        scores.append(2 * precision * recall / (precision + recall) if precision + recall else 0.0)
+    return float(np.mean(scores))
+
+
+def signal_ece(labels: np.ndarray, p_signal: np.ndarray, bins: int = 15) -> float:
+    """ECE of a moderation signal's yes/no decision (confidence ``max(p, 1 - p)``, bins over [0.5, 1])."""
+    confidence = np.maximum(p_signal, 1.0 - p_signal)
+    correct = ((p_signal >= 0.5) == (labels == 1)).astype(float)
     return _calibration_error(correct, confidence, 0.5, bins)
 
 

@@ -14,6 +14,7 @@ metric) for a three-way one. Every figure reported on a set used for training is
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -26,10 +27,19 @@ from threadpoolctl import threadpool_limits
 from tqdm import tqdm
 
 from classifier.encoders.identity import EncoderIdentity
-from classifier.evaluation.metrics import binary_accuracy, class_recalls, expected_calibration_error, macro_recall
+from classifier.evaluation.metrics import (
+    binary_accuracy,
+    class_recalls,
+    expected_calibration_error,
+    macro_f1,
+    macro_recall,
+    signal_ece,
+    signal_macro_f1,
+)
 from classifier.heads import solver
 from classifier.heads.logistic import LogisticHead
 from classifier.heads.sentiment import CLASSES, NEUTRAL, POSITIVE
+from classifier.heads.tasks import Task
 
 log = logging.getLogger(__name__)
 
@@ -145,13 +155,14 @@ def _out_of_fold_logits(rows: _Rows, options: TrainingOptions) -> dict[float, np
 
 
 def _set_figures(s: FeatureSet, probabilities: np.ndarray) -> dict[str, Any]:
-    """Negative-vs-positive accuracy; for a three-way set also its three-class accuracy and recalls."""
+    """Negative-vs-positive accuracy; for a three-way set also its three-class accuracy, recalls and macro-F1."""
     figures: dict[str, Any] = {"accuracy": binary_accuracy(s.labels, probabilities)}
     if s.three_way:
         predicted = probabilities.argmax(axis=1)
         figures |= {
             "accuracy_three_way": float(np.mean(predicted == s.labels)),
             "macro_recall": macro_recall(s.labels, predicted),
+            "macro_f1": macro_f1(s.labels, predicted),
             "recall": class_recalls(s.labels, predicted),
         }
     return figures
@@ -178,8 +189,10 @@ def train_head(
     dev: FeatureSet | None,
     options: TrainingOptions = TrainingOptions(),
     training_info: dict[str, Any] | None = None,
+    measured: Sequence[FeatureSet] = (),
 ) -> TrainingResult:
-    """Cross-validate ``C`` over the union of ``sets``, calibrate, fit, and report on ``dev``."""
+    """Cross-validate ``C`` over the union of ``sets``, calibrate, fit, and report on ``dev`` and on the
+    ``measured`` sets (never trained on)."""
     rows = _rows(sets, options)
     with threadpool_limits(limits=1):  # the same reductions on any machine: `make head` is reproducible
         oof = _out_of_fold_logits(rows, options)
@@ -228,6 +241,11 @@ def train_head(
     }
     if dev is not None:
         report |= _dev_report(head, dev)
+    if measured:
+        report["measured"] = {
+            s.name: _set_figures(s, p) | {"ece": expected_calibration_error(s.labels, p, s.three_way)}
+            for s in measured for p in [head.probabilities_for(s.features, CLASSES)]
+        }
     head.training = (training_info or {}) | report
     return TrainingResult(head, report)
 
@@ -247,3 +265,115 @@ def _dev_report(head: LogisticHead, dev: FeatureSet) -> dict[str, Any]:
         report["dev_macro_recall"] = macro_recall(dev.labels, calibrated.argmax(axis=1))
     return report
 
+
+
+#: Precision a moderation head's flag threshold is chosen for, on its out-of-fold scores over every training set.
+SIGNAL_PRECISION = 0.9
+#: The lowest flag threshold a moderation head may get (below it a card would be more often wrong than right).
+MIN_SIGNAL_THRESHOLD = 0.5
+
+
+def _signal_rows(sets: list[FeatureSet], task: Task) -> _Rows:
+    """A moderation head's rows: labels are 0 (other) or 1 (the signal); each set's classes are balanced."""
+    labels = np.concatenate([s.labels for s in sets]).astype(np.int64)
+    if not set(np.unique(labels)) <= {0, 1}:
+        raise ValueError(f"a {task.name} set must label rows 0 (other) or 1 ({task.signal})")
+    weights = np.concatenate([s.weight * _balanced(s.labels) for s in sets])
+    return _Rows(
+        features=np.concatenate([s.features for s in sets]).astype(np.float64),
+        labels=labels,
+        targets=labels,
+        weights=weights,
+        binary=np.zeros(len(labels), dtype=bool),
+        membership=np.concatenate([np.full(len(s.labels), i) for i, s in enumerate(sets)]),
+        classes=task.classes,
+    )
+
+
+def _signal_figures(labels: np.ndarray, p_signal: np.ndarray, threshold: float | None = None) -> dict[str, Any]:
+    """Macro-F1 at 0.5 (OLID's metric), ECE, and precision and recall at ``threshold`` when given."""
+    figures: dict[str, Any] = {
+        "macro_f1": signal_macro_f1(labels, p_signal >= 0.5), "ece": signal_ece(labels, p_signal)
+    }
+    if threshold is not None:
+        flagged = p_signal >= threshold
+        figures["precision_at_threshold"] = float(labels[flagged].mean()) if flagged.any() else None
+        figures["recall_at_threshold"] = float(flagged[labels == 1].mean()) if (labels == 1).any() else None
+    return figures
+
+
+def signal_threshold(labels: np.ndarray, p_signal: np.ndarray, precision: float = SIGNAL_PRECISION) -> float:
+    """The lowest threshold (at least :data:`MIN_SIGNAL_THRESHOLD`, on a 0.01 grid) whose flags reach
+    ``precision``; 0.99 when none does."""
+    for threshold in np.round(np.arange(MIN_SIGNAL_THRESHOLD, 1.0, 0.01), 2):
+        flagged = p_signal >= threshold
+        if flagged.any() and labels[flagged].mean() >= precision:
+            return float(threshold)
+    return 0.99
+
+
+def train_signal_head(
+    encoder: EncoderIdentity,
+    task: Task,
+    sets: list[FeatureSet],
+    dev: FeatureSet | None,
+    options: TrainingOptions = TrainingOptions(),
+    training_info: dict[str, Any] | None = None,
+    measured: Sequence[FeatureSet] = (),
+) -> TrainingResult:
+    """A moderation head for ``task``: ``C`` by cross-validated mean macro-F1 over the sets, a temperature on the
+    out-of-fold logits, and a flag threshold for :data:`SIGNAL_PRECISION` on the out-of-fold scores."""
+    rows = _signal_rows(sets, task)
+    with threadpool_limits(limits=1):  # the same reductions on any machine: `make head` is reproducible
+        oof = _out_of_fold_logits(rows, options)
+        by_c: dict[str, float] = {}
+        best: tuple[float, float] | None = None
+        for c, logits in oof.items():
+            p_signal = softmax(logits, axis=1)[:, 1]
+            score = float(np.mean([
+                signal_macro_f1(rows.labels[rows.membership == i], p_signal[rows.membership == i] >= 0.5)
+                for i in range(len(sets))
+            ]))
+            by_c[repr(c)] = score
+            log.info("C=%g: %d-fold CV mean macro-F1 %.4f", c, options.folds, score)
+            if best is None or score > best[1]:
+                best = (c, score)
+        assert best is not None
+        c, score = best
+        temperature = _fit_temperature(rows, oof[c])
+        scaler = StandardScaler().fit(rows.features)
+        w, b, _ = solver.fit(
+            scaler.transform(rows.features), rows.targets, rows.weights, c, rows.binary, 2, max_iter=options.max_iter
+        )
+    calibrated = softmax(oof[c] / temperature, axis=1)[:, 1]
+    threshold = signal_threshold(rows.labels, calibrated)
+    report: dict[str, Any] = {
+        "task": task.name,
+        "C": c,
+        "classes": list(task.classes),
+        "folds": options.folds,
+        "seed": options.seed,
+        "temperature": temperature,
+        "flag_threshold": threshold,
+        "flag_precision_target": SIGNAL_PRECISION,
+        "cv_score": score,
+        "cv_score_by_C": by_c,
+        "cv_by_set": {
+            s.name: _signal_figures(s.labels, calibrated[rows.membership == i], threshold)
+            for i, s in enumerate(sets)
+        },
+        "sets": [{"name": s.name, "n": int(len(s.labels)), "weight": s.weight} for s in sets],
+    }
+    head = LogisticHead(
+        encoder=encoder, weights=w.T, biases=b, mean=scaler.mean_, scale=scaler.scale_, classes=task.classes,
+        temperature=temperature, task=task.name,
+    )
+    if dev is not None:
+        report["dev"] = dev.name
+        report["dev_figures"] = _signal_figures(dev.labels, head.predict_proba(dev.features)[:, 1], threshold)
+    if measured:
+        report["measured"] = {
+            s.name: _signal_figures(s.labels, head.predict_proba(s.features)[:, 1], threshold) for s in measured
+        }
+    head.training = (training_info or {}) | report
+    return TrainingResult(head, report)

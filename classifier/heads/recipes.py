@@ -1,0 +1,83 @@
+"""How each shipped head is trained: the one table ``make head`` and ``moodbot train --recipe`` read.
+
+A recipe names its encoder, task and pooling, its training files, the file its dev figure comes from and the files
+it is only measured on (held out from training: per-language validation splits). File names are relative to a data
+root: ``shared/...`` is the shared data folder (``../shared/data``), ``own/...`` the project's own sets
+(``classifier/datasets``). Every file's licence is recorded in the head it trains (see :data:`LICENCES`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+OWN_DATA = Path(__file__).resolve().parents[1] / "datasets"
+
+UMSAB_LANGUAGES = ("arabic", "english", "french", "german", "hindi", "italian", "portuguese", "spanish")
+
+#: The licence of each data file a shipped head is trained on, by its folder under the data root.
+LICENCES = {
+    "shared/sst2": "SST-2 (Stanford Sentiment Treebank): no licence stated by the source repository",
+    "shared/tweeteval": "TweetEval (cardiffnlp/tweeteval): no licence stated; tweets under Twitter's terms",
+    "shared/multilingual/umsab": "UMSAB (cardiffnlp/xlm-t): Apache-2.0",
+    "shared/multilingual/rusentiment": "RuSentiment: CC BY-NC-SA 4.0 (non-commercial)",
+    "shared/moderation/offensive": "OLID / OffensEval 2019 via TweetEval: no licence stated",
+    "shared/moderation/hate": "HatEval 2019 via TweetEval: no licence stated",
+    "shared/moderation/conda": "CONDA (usydnlp/CONDA): no licence stated",
+    "shared/moderation/offenseval2020": "OffensEval 2020 (shaoncsecu/JAK-OffensEval): no licence stated",
+    "shared/moderation/germeval2018": "GermEval 2018 (uds-lsv/GermEval-2018-Data): CC-BY-4.0",
+    "own/moderation": "moodbot's own sets (classifier/datasets/moderation): MIT",
+}
+
+
+@dataclass(frozen=True)
+class Recipe:
+    """One shipped head's training: ``data`` and ``dev`` are ``moodbot train`` file arguments
+    (``PATH[:WEIGHT][:three-way]``) under the data root; ``measured`` files are evaluated, never trained on."""
+
+    encoder: str  # a bundled encoder's short name
+    task: str
+    pooling: str
+    data: tuple[str, ...]
+    dev: str
+    measured: tuple[str, ...] = ()
+    c_grid: tuple[float, ...] = ()  # empty: the training default
+
+    @property
+    def name(self) -> str:
+        """``<encoder>.<task>``: also the shipped file's name (``classifier/shipped/<name>.json``)."""
+        return f"{self.encoder}.{self.task}"
+
+    def licences(self) -> list[str]:
+        """The licences of the files this recipe trains on, each once."""
+        found = [text for prefix, text in LICENCES.items() if any(spec.startswith(prefix) for spec in self.data)]
+        return list(dict.fromkeys(found))
+
+
+def resolve(spec: str, shared: Path) -> str:
+    """A recipe's file argument with its root replaced by a real folder."""
+    root, _, rest = spec.partition("/")
+    base = {"shared": shared, "own": OWN_DATA}.get(root)
+    if base is None:
+        raise ValueError(f"recipe file {spec!r} must start with shared/ or own/")
+    return f"{base / rest}"
+
+
+_SST2_AND_TWEETS = ("shared/sst2/train.tsv", "shared/tweeteval/val_3class.tsv:1:three-way")
+_OWN_MODERATION = (
+    "own/moderation/threats.tsv", "own/moderation/self_harm.tsv", "own/moderation/harassment.tsv",
+    "own/moderation/benign_negative.tsv", "own/moderation/profane_benign.tsv",
+)
+
+RECIPES = (
+    Recipe("mpnet", "sentiment", "mean@3,6,9,12", _SST2_AND_TWEETS, "shared/sst2/dev.tsv"),
+    Recipe("minilm", "sentiment", "mean@0,2,4,6", _SST2_AND_TWEETS, "shared/sst2/dev.tsv"),
+)
+
+
+def recipe_named(name: str) -> Recipe:
+    """The recipe called ``name`` (``<encoder>.<task>``); unknown names are a ``ValueError`` listing the known ones."""
+    for recipe in RECIPES:
+        if recipe.name == name:
+            return recipe
+    raise ValueError(f"unknown recipe {name!r}: expected one of {', '.join(r.name for r in RECIPES)}")
