@@ -154,8 +154,8 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
         for name, argument, data in files:
             vectors = features.dataset_vectors(prepared(data), f"embedding {argument.path.name}")[0]
             sets.append(FeatureSet(name or argument.path.stem, vectors, data.labels, argument.weight, data.three_way))
-            sources.append({"file": argument.path.name, "sha256": data.sha256, "n": len(data), "weight": argument.weight}
-                           | ({"labels": THREE_WAY} if data.three_way else {}))
+            source = {"file": argument.path.name, "sha256": data.sha256, "n": len(data), "weight": argument.weight}
+            sources.append(source | ({"labels": THREE_WAY} if data.three_way else {}))
         if args.feedback:
             sets.append(_feedback_set(settings, encoder, args.guild, task.name))
         dev_vectors = features.dataset_vectors(prepared(dev), "embedding dev")[0]
