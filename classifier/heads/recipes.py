@@ -69,9 +69,21 @@ _OWN_MODERATION = (
     "own/moderation/benign_negative.tsv", "own/moderation/profane_benign.tsv",
 )
 
+_UMSAB = "shared/multilingual/umsab"
+_RUSENTIMENT = "shared/multilingual/rusentiment"
+
 RECIPES = (
     Recipe("mpnet", "sentiment", "mean@3,6,9,12", _SST2_AND_TWEETS, "shared/sst2/dev.tsv"),
     Recipe("minilm", "sentiment", "mean@0,2,4,6", _SST2_AND_TWEETS, "shared/sst2/dev.tsv"),
+    # No TweetEval: its validation tweets overlap UMSAB's English validation split, which is measured here.
+    Recipe(
+        "e5", "sentiment", "mean@3,6,9,12",
+        tuple(f"{_UMSAB}/{language}_train.tsv:1:three-way" for language in UMSAB_LANGUAGES)
+        + (f"{_RUSENTIMENT}/random_posts.tsv:1:three-way", f"{_RUSENTIMENT}/preselected_posts.tsv:1:three-way"),
+        f"{_UMSAB}/english_val.tsv:three-way",
+        tuple(f"{_UMSAB}/{language}_val.tsv:three-way" for language in UMSAB_LANGUAGES if language != "english"),
+        c_grid=(0.0001, 0.0002, 0.0005, 0.001, 0.002),
+    ),
 )
 
 
