@@ -19,7 +19,9 @@ pytestmark = pytest.mark.timeout(120)
 
 ENGLISH_TEXTS = ["the meeting moved to friday afternoon", "thanks everyone for coming to the stream tonight"]
 OTHER_TEXTS = [
-    "спасибо всем, увидимся завтра", "la reunión se movió al viernes por la tarde", "kal milte hain yaar, kya scene hai",
+    "спасибо всем, увидимся завтра",
+    "la reunión se movió al viernes por la tarde",
+    "kal milte hain yaar, kya scene hai",
 ]
 
 
