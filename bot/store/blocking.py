@@ -87,9 +87,10 @@ class Store:
         return self._run(self._store.flag(flag_id))
 
     def flags(
-        self, guild_id: int, status: FlagStatus | None = None, *, limit: int = 10, offset: int = 0
+        self, guild_id: int, status: FlagStatus | None = None, *, head: str | None = None, limit: int = 10,
+        offset: int = 0,
     ) -> tuple[list[Flag], int]:
-        return self._run(self._store.flags(guild_id, status, limit=limit, offset=offset))
+        return self._run(self._store.flags(guild_id, status, head=head, limit=limit, offset=offset))
 
     def last_flag_id(self) -> int:
         return self._run(self._store.last_flag_id())
@@ -111,5 +112,7 @@ class Store:
     def reviews(self, flag_id: int) -> list[Review]:
         return self._run(self._store.reviews(flag_id))
 
-    def feedback_examples(self, namespace: str, guild_id: int | None = None) -> tuple[np.ndarray, np.ndarray]:
-        return self._run(self._store.feedback_examples(namespace, guild_id))
+    def feedback_examples(
+        self, namespace: str, guild_id: int | None = None, head: str = "sentiment"
+    ) -> tuple[np.ndarray, np.ndarray]:
+        return self._run(self._store.feedback_examples(namespace, guild_id, head))

@@ -23,6 +23,7 @@ from bot.store import AlreadyReviewedError, AsyncStore, FlagStatus, ReviewAction
 from bot.store.engine import BUSY_TIMEOUT_MS, resolve_url
 from bot.store.migrate import head_revision
 from bot.store.schema import metadata
+from classifier.flag_policy import Reason
 from tests.support.helpers import clean_environ, run_moodbot
 from tests.support.postgres import PostgresServer
 
@@ -196,6 +197,9 @@ def test_a_file_written_before_alembic_is_adopted_without_loss(tmp_path: Path) -
         assert store.is_opted_out(555) and store.is_opted_out(1152921504606846976)  # a 61-bit id
         flags, total = store.flags(111)
         assert total == 2 and [f.status for f in flags] == [FlagStatus.DELETED, FlagStatus.CONFIRMED]
+        # flags from before reasons were all raised by sentiment's negative, at their p_negative (migration 0006)
+        assert all(f.reasons == (Reason("sentiment", "negative", f.p_negative),) for f in flags)
+        assert config.flag_on == {"harmful", "negative"} and config.language is None
         assert (
             flags[1].excerpt == "this is awful really"
             and flags[1].created_at.isoformat(timespec="milliseconds") == "2026-11-25T23:05:35.253+00:00"
@@ -620,3 +624,33 @@ def test_urls_resolve_to_the_async_drivers(tmp_path: Path) -> None:
     assert (
         resolve_url("postgres://h/db").drivername == resolve_url("postgresql://h/db").drivername == "postgresql+asyncpg"
     )
+
+
+def test_a_flag_keeps_its_reasons_and_teaches_the_head_that_raised_it(tmp_path: Path) -> None:
+    reasons = [Reason("offensive", "offensive", 0.97), Reason("sentiment", "negative", 0.93)]
+    with Store.open_sync(f"sqlite:///{tmp_path / 'db.sqlite3'}") as store:
+        insult = store.add_flag(guild_id=1, channel_id=10, message_id=1, author_id=100, p_negative=0.93,
+                                text="you absolute clown", vector=np.ones(8, np.float32), namespace=NAMESPACE,
+                                reasons=reasons)
+        complaint, _ = add_flag(store, 2)
+        assert insult.reasons == tuple(reasons) and insult.head == "offensive" and complaint.head == "sentiment"
+        assert [f.id for f in store.flags(1, head="offensive")[0]] == [insult.id]
+        assert store.flags(1, head="sentiment")[1] == 1 and store.flags(1, head="threat")[1] == 0
+        store.review_flag(insult.id, 42, ReviewAction.DISMISS)  # a false offensive flag: 0 (other) for that head
+        store.review_flag(complaint.id, 42, ReviewAction.CONFIRM)  # a true negative: 0 (negative) for sentiment
+        assert store.feedback_examples(NAMESPACE, head="offensive")[1].tolist() == [0]
+        assert store.feedback_examples(NAMESPACE)[1].tolist() == [0]
+        assert store.flag(insult.id).reasons == tuple(reasons)  # the review keeps them
+
+
+def test_guild_flag_signals_and_language_pin(tmp_path: Path) -> None:
+    with Store.open_sync(f"sqlite:///{tmp_path / 'db.sqlite3'}") as store:
+        assert store.guild_config(1).flag_on == {"harmful", "negative"} and store.guild_config(1).language is None
+        config = store.update_guild(1, flag_on="harmful", language="DE")
+        assert config.flag_on == {"harmful"} and config.language == "de"
+        assert store.update_guild(1, language="auto").language is None
+        with pytest.raises(ValueError, match="comma-separated choice"):
+            store.update_guild(1, flag_on="spam")
+        with pytest.raises(ValueError):
+            store.update_guild(1, language="klingon")
+        assert store.guild_config(1).flag_on == {"harmful"}  # a refused change leaves the settings as they were
