@@ -7,7 +7,6 @@ The environment wins over `.env`. Every value is validated at start-up: a bad on
 from __future__ import annotations
 
 import os
-import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -19,7 +18,7 @@ from dotenv import dotenv_values
 from bot.admission import DEFAULT_BACKLOG, DEFAULT_CONCURRENCY
 from bot.sharding import ShardConfig, parse_count, parse_ids
 from classifier.config import DEFAULT_MODEL, ClassifierConfig, WorkerConfig
-from classifier.encoders.identity import PRECISIONS
+from classifier.encoders.identity import PRECISIONS, EncoderError, numeric_mode
 from classifier.flag_policy import DEFAULT_FLAG_ON, DEFAULT_FLAG_THRESHOLD, FLAG_THRESHOLD_RANGE, parse_flag_on
 
 DEFAULT_API_BASE = "https://discord.com/api/v10"
@@ -211,7 +210,9 @@ def load_settings(environ: Mapping[str, str] | None = None, dotenv_path: str | P
         try:
             return parse(raw)
         except ValueError:
-            shown = re.sub(r"//[^/@]*@", "//***@", raw)  # never echo a password from a URL
+            from bot.store.engine import redact  # only on this error path: the store's imports are not cheap
+
+            shown = redact(raw)  # never echo a password from a URL
             raise SettingsError(f"{name}={shown!r} is invalid: expected {parse.__doc__ or 'a valid value'}") from None
 
     data_dir = get("MOODBOT_DATA_DIR", Path, Settings.data_dir)
@@ -235,9 +236,10 @@ def load_settings(environ: Mapping[str, str] | None = None, dotenv_path: str | P
             )
     quantize = get("MOODBOT_QUANTIZE", _choice("none", "int8"), Settings.quantize)
     precision = get("MOODBOT_PRECISION", _choice(*PRECISIONS), Settings.precision)
-    if quantize == "int8" and precision == "bf16":
-        raise SettingsError("MOODBOT_PRECISION='bf16' is invalid with MOODBOT_QUANTIZE=int8 (int8 layers run fp32 "
-                            "activations): use auto or fp32")
+    try:
+        numeric_mode("cpu", quantize, precision)  # the one rule of which modes combine
+    except EncoderError as error:
+        raise SettingsError(f"MOODBOT_PRECISION={precision!r} with MOODBOT_QUANTIZE={quantize!r}: {error}") from None
     return Settings(
         discord_token=values.get("DISCORD_TOKEN", "").strip() or None,
         model=values.get("MOODBOT_MODEL", "").strip() or DEFAULT_MODEL,

@@ -78,6 +78,7 @@ def test_env_example_is_a_valid_configuration() -> None:
         ("MOODBOT_DASHBOARD_URL", "dashboard.example.com"),
         ("MOODBOT_DASHBOARD_SESSION_KEY", "not-a-fernet-key"),
         ("DISCORD_CLIENT_ID", "me"),
+        ("MOODBOT_FLAG_ON", "toxic"),
     ],
 )
 def test_invalid_value_names_the_variable(name: str, value: str) -> None:
@@ -85,6 +86,16 @@ def test_invalid_value_names_the_variable(name: str, value: str) -> None:
         load_settings({name: value}, dotenv_path=None)
     message = str(caught.value)
     assert message.startswith(f"{name}=") and value in message and "\n" not in message
+
+
+def test_int8_and_bf16_do_not_combine() -> None:
+    with pytest.raises(SettingsError, match="MOODBOT_PRECISION='bf16' with MOODBOT_QUANTIZE='int8': int8 quant"):
+        load_settings({"MOODBOT_QUANTIZE": "int8", "MOODBOT_PRECISION": "bf16"}, dotenv_path=None)
+
+
+def test_flag_signals_default_to_both_and_may_be_narrowed() -> None:
+    assert load_settings({}, dotenv_path=None).flag_on == {"harmful", "negative"}
+    assert load_settings({"MOODBOT_FLAG_ON": "harmful"}, dotenv_path=None).flag_on == {"harmful"}
 
 
 def test_invalid_value_in_dotenv_is_reported_too(tmp_path: Path) -> None:
