@@ -27,8 +27,8 @@ from classifier.serving.protocol import (
     INFO_PATH,
     MAX_REQUEST_TEXTS,
     STATS_PATH,
-    ServiceInfo,
     decode_vectors,
+    service_infos,
 )
 from classifier.serving.server import replica_resources
 from tests.support.helpers import REPO_ROOT, SST2_DEV, clean_environ, free_port, run_moodbot
@@ -59,23 +59,26 @@ def remote_config(url: str, head: Path, cache_dir: Path, timeout_s: float = 20.0
 
 
 def test_info_names_the_served_encoder_and_head(served: InferenceServer, tiny_encoder, tiny_head) -> None:
-    info = ServiceInfo.from_json(served.get(INFO_PATH))
+    [info] = service_infos(served.get(INFO_PATH))  # one path configured: one encoder served
     assert info.identity == tiny_encoder.identity
     assert (info.dim, info.cache_namespace) == (tiny_encoder.dim, tiny_encoder.cache_namespace)
     assert info.head.endswith(tiny_head.to_dict()["checksum"])
     assert info.max_batch == 512 and info.max_wait_ms == 5.0  # the settings' defaults reach @serve.batch
 
 
-def test_served_vectors_and_predictions_equal_in_process(served: InferenceServer, make_classifier) -> None:
+def test_served_vectors_equal_in_process(served: InferenceServer, make_classifier) -> None:
+    """An embedding service: vectors only (every head is applied by the bot processes), for the encoder named."""
     local = make_classifier()
-    status, body = served.post(EMBED_PATH, json.dumps({"texts": TEXTS}).encode())
+    request = {"texts": TEXTS, "encoder": local.encoder.fingerprint}
+    status, body = served.post(EMBED_PATH, json.dumps(request).encode())
     assert status == 200 and body["namespace"] == local.encoder.cache_namespace
+    assert all(set(result) == {"vector"} for result in body["results"])
     vectors = decode_vectors([result["vector"] for result in body["results"]], local.encoder.dim)
-    expected = local.embed(TEXTS)
-    np.testing.assert_allclose(vectors, expected, rtol=1e-4, atol=1e-5)
-    probabilities = [[result[f"p_{name}"] for name in CLASSES] for result in body["results"]]
-    np.testing.assert_allclose(probabilities, local.head.predict_proba(expected), atol=1e-5)
-    assert [result["label"] for result in body["results"]] == [CLASSES[int(np.argmax(p))] for p in probabilities]
+    np.testing.assert_allclose(vectors, local.embed(TEXTS), rtol=1e-4, atol=1e-5)
+    unnamed = served.post(EMBED_PATH, json.dumps({"texts": TEXTS}).encode())  # one encoder served: it is the one
+    assert unnamed[0] == 200 and unnamed[1]["namespace"] == local.encoder.cache_namespace
+    other = served.post(EMBED_PATH, json.dumps({"texts": TEXTS, "encoder": "0" * 32}).encode())
+    assert other[0] == 400 and "serves the encoders" in other[1]["error"]
 
 
 def test_a_remote_classifier_matches_the_in_process_one(
@@ -186,10 +189,8 @@ def test_nothing_of_the_cluster_listens_beyond_loopback(served: InferenceServer)
 
 
 def test_the_head_must_fit_the_served_encoder(served: InferenceServer, tmp_path: Path) -> None:
-    from classifier.heads.logistic import HeadError
-
-    with pytest.raises(HeadError, match="this head was trained for encoder"):
-        Classifier.load(ClassifierConfig(cache_dir=tmp_path, inference_url=served.url))  # the shipped head
+    with pytest.raises(InferenceError, match="does not serve the encoder this head was trained for"):
+        Classifier.load(ClassifierConfig(model="mpnet", cache_dir=tmp_path, inference_url=served.url))
 
 
 def test_no_service_at_the_url_is_a_clear_error_within_the_timeout(tiny_head_path: Path, tmp_path: Path) -> None:

@@ -81,7 +81,9 @@ class Classifier:
         if config.inference_url:
             from classifier.serving.client import RemoteEncoder
 
-            encoder: EncoderLike = RemoteEncoder(config.inference_url, config.inference_timeout_s)
+            encoder: EncoderLike = RemoteEncoder(
+                config.inference_url, config.inference_timeout_s, head.encoder.fingerprint
+            )
         else:
             encoder = local_encoder(config, head)
         cache = EmbeddingCache(config.cache_dir, encoder.cache_namespace, config.cache_size_mb, dim=encoder.dim)

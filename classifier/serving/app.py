@@ -1,8 +1,9 @@
-"""The Ray Serve deployment behind ``moodbot serve``: encoder and head in each replica, texts batched across requests.
+"""The Ray Serve deployment behind ``moodbot serve``: every path's encoder in each replica, texts batched across
+requests.
 
-An HTTP request carries a whole batch of texts (single-text calls through Serve's proxy cost far more than
-the model). Its texts go to one ``@serve.batch`` method whose batch size counts texts, not requests, so
-concurrent requests from several bot processes share model calls of up to ``max_batch`` texts.
+An HTTP request carries a whole batch of texts for one encoder (single-text calls through Serve's proxy cost far
+more than the model). Its texts go to one ``@serve.batch`` method whose batch size counts texts, not requests, so
+concurrent requests from several bot processes share model calls of up to ``max_batch`` texts per encoder.
 """
 
 from __future__ import annotations
@@ -18,7 +19,15 @@ from starlette.responses import JSONResponse
 
 from classifier.config import ClassifierConfig, WorkerConfig
 from classifier.serving.model import ServedModel
-from classifier.serving.protocol import EMBED_PATH, INFO_PATH, STATS_PATH, embed_request_texts
+from classifier.serving.protocol import (
+    EMBED_PATH,
+    INFO_PATH,
+    STATS_PATH,
+    ProtocolError,
+    embed_request_encoder,
+    embed_request_texts,
+    service_info_json,
+)
 
 
 def _keep_replica_grpc_on_loopback() -> None:
@@ -38,8 +47,8 @@ def _keep_replica_grpc_on_loopback() -> None:
     replica.add_port_to_grpc_server = loopback
 
 
-def _text_count(chunks: list[list[str]]) -> int:
-    return sum(len(chunk) for chunk in chunks)
+def _text_count(chunks: list[tuple[str, list[str]]]) -> int:
+    return sum(len(texts) for _, texts in chunks)
 
 
 @serve.deployment(name="moodbot-inference")
@@ -48,8 +57,9 @@ class Inference:
 
     def __init__(self, config: ClassifierConfig, batching: WorkerConfig) -> None:
         _keep_replica_grpc_on_loopback()
-        self.model = ServedModel.load(config, batching)
-        self.model.embed(["warm-up"])  # load and run once: the first request is not the slow one
+        self.models = ServedModel.load_all(config, batching)
+        for model in self.models.values():
+            model.embed(["warm-up"])  # load and run once: the first request is not the slow one
         self.max_batch = batching.max_batch
         self.embed_batch.set_max_batch_size(batching.max_batch)
         self.embed_batch.set_batch_wait_timeout_s(batching.max_wait_ms / 1000.0)
@@ -61,7 +71,7 @@ class Inference:
     async def __call__(self, request: Request) -> JSONResponse:
         route = (request.method, request.url.path.rstrip("/"))
         if route == ("GET", INFO_PATH):
-            return JSONResponse(self.model.info.to_json())
+            return JSONResponse(service_info_json([model.info for model in self.models.values()]))
         if route == ("GET", STATS_PATH):
             return JSONResponse(self.stats)
         if route == ("POST", EMBED_PATH):
@@ -70,22 +80,39 @@ class Inference:
 
     async def _embed(self, request: Request) -> JSONResponse:
         try:
-            prepared = embed_request_texts(await request.json())
+            body = await request.json()
+            prepared, fingerprint = embed_request_texts(body), self._encoder_of(embed_request_encoder(body))
         except ValueError as error:  # malformed JSON (a ValueError) or a ProtocolError
             return JSONResponse({"error": str(error)}, status_code=400)
+        model = self.models[fingerprint]
         self.stats["requests"] += 1
         self.stats["texts"] += len(prepared)
         chunks = [prepared[i : i + self.max_batch] for i in range(0, len(prepared), self.max_batch)]
-        parts = await asyncio.gather(*(self.embed_batch(chunk) for chunk in chunks))
-        vectors = np.concatenate(parts) if parts else np.empty((0, self.model.info.dim), np.float32)
-        body: dict[str, Any] = {"namespace": self.model.info.cache_namespace, "results": self.model.results(vectors)}
-        return JSONResponse(body)
+        parts = await asyncio.gather(*(self.embed_batch((fingerprint, chunk)) for chunk in chunks))
+        vectors = np.concatenate(parts) if parts else np.empty((0, model.info.dim), np.float32)
+        return JSONResponse({"namespace": model.info.cache_namespace, "results": model.results(vectors)})
+
+    def _encoder_of(self, fingerprint: str | None) -> str:
+        """The served encoder a request names; one that names none gets the only one, if there is only one."""
+        if fingerprint is None and len(self.models) == 1:
+            return next(iter(self.models))
+        if fingerprint not in self.models:
+            raise ProtocolError(f"this service serves the encoders {sorted(self.models)}: name one as \"encoder\"")
+        return fingerprint
 
     @serve.batch(batch_size_fn=_text_count)
-    async def embed_batch(self, chunks: list[list[str]]) -> list[np.ndarray]:
-        """One model call for the texts of every request in the batch; each request gets its own rows back."""
-        texts = [text for chunk in chunks for text in chunk]
+    async def embed_batch(self, chunks: list[tuple[str, list[str]]]) -> list[np.ndarray]:
+        """One model call per encoder for the texts of every request in the batch; each request gets its rows."""
         self.stats["batches"] += 1
-        self.stats["largest_batch"] = max(self.stats["largest_batch"], len(texts))
-        vectors = await asyncio.get_running_loop().run_in_executor(self._model_thread, self.model.embed, texts)
-        return np.split(vectors, np.cumsum([len(chunk) for chunk in chunks])[:-1])
+        self.stats["largest_batch"] = max(self.stats["largest_batch"], _text_count(chunks))
+        loop = asyncio.get_running_loop()
+        rows: list[np.ndarray] = [np.empty(0)] * len(chunks)
+        for fingerprint, model in self.models.items():
+            mine = [i for i, (wanted, _) in enumerate(chunks) if wanted == fingerprint]
+            if not mine:
+                continue
+            texts = [text for i in mine for text in chunks[i][1]]
+            vectors = await loop.run_in_executor(self._model_thread, model.embed, texts)
+            for i, part in zip(mine, np.split(vectors, np.cumsum([len(chunks[i][1]) for i in mine])[:-1]), strict=True):
+                rows[i] = part
+        return rows

@@ -23,7 +23,14 @@ import aiohttp
 import numpy as np
 
 from classifier.encoders.identity import EncoderError, EncoderIdentity
-from classifier.serving.protocol import EMBED_PATH, INFO_PATH, ProtocolError, ServiceInfo, decode_vectors
+from classifier.serving.protocol import (
+    EMBED_PATH,
+    INFO_PATH,
+    ProtocolError,
+    ServiceInfo,
+    decode_vectors,
+    service_infos,
+)
 
 log = logging.getLogger(__name__)
 
@@ -50,10 +57,12 @@ class InferenceUnavailable(InferenceError):
 class RemoteEncoder:
     """Something that embeds (:class:`~classifier.encoders.identity.EncoderLike`) by asking the service at ``url``."""
 
-    def __init__(self, url: str, timeout_s: float) -> None:
-        """Connect and read the service's identity, retrying like any request; raises :class:`InferenceError`."""
+    def __init__(self, url: str, timeout_s: float, fingerprint: str | None = None) -> None:
+        """Connect and read the identity of the served encoder ``fingerprint`` (``None``: the only one served),
+        retrying like any request; raises :class:`InferenceError`."""
         self.url = url.rstrip("/")
         self.timeout_s = timeout_s
+        self.fingerprint = fingerprint
         self.requests = 0
         self._outage = False
         self._session: aiohttp.ClientSession | None = None
@@ -114,16 +123,21 @@ class RemoteEncoder:
     async def _fetch_info(self) -> ServiceInfo:
         body = await self._request("GET", INFO_PATH, None, asyncio.get_running_loop().time() + self.timeout_s)
         try:
-            info = ServiceInfo.from_json(body)
+            served = service_infos(body)
         except ProtocolError as error:
             raise InferenceError(f"{self.url}{INFO_PATH}: {error}") from None
+        info = _pick(served, self.fingerprint, self.url)
         log.info("inference service at %s: %s, head %s", self.url, info.describe(), info.head)
         return info
 
     async def _embed(self, texts: list[str]) -> np.ndarray:
         deadline = asyncio.get_running_loop().time() + self.timeout_s
         chunks = [texts[i : i + REQUEST_TEXTS] for i in range(0, len(texts), REQUEST_TEXTS)]
-        requests = [asyncio.ensure_future(self._request("POST", EMBED_PATH, {"texts": c}, deadline)) for c in chunks]
+        requests = [
+            asyncio.ensure_future(self._request("POST", EMBED_PATH, {"texts": c, "encoder": self.identity.fingerprint},
+                                                deadline))
+            for c in chunks
+        ]
         try:
             bodies = await asyncio.gather(*requests)
         except BaseException:
@@ -193,3 +207,17 @@ class RemoteEncoder:
         if self._outage:
             self._outage = False
             log.warning("inference service at %s answers again", self.url)
+
+
+def _pick(served: list[ServiceInfo], fingerprint: str | None, url: str) -> ServiceInfo:
+    """The served encoder with ``fingerprint`` (``None``: the only one); anything else is a clear error."""
+    if fingerprint is None and len(served) == 1:
+        return served[0]
+    for info in served:
+        if info.identity.fingerprint == fingerprint:
+            return info
+    offered = "; ".join(info.describe() for info in served)
+    raise InferenceError(
+        f"the inference service at {url} does not serve the encoder this head was trained for "
+        f"(fingerprint {fingerprint}); it serves: {offered}"
+    )

@@ -26,6 +26,13 @@ class ServedModel:
         self.info = info
 
     @classmethod
+    def load_all(cls, config: ClassifierConfig, batching: WorkerConfig) -> dict[str, ServedModel]:
+        """Every path's encoder (one, or the English and the multilingual one), by encoder fingerprint."""
+        english, multilingual = config.path_configs()
+        models = [cls.load(path, batching) for path in (english, multilingual) if path is not None]
+        return {model.encoder.fingerprint: model for model in models}
+
+    @classmethod
     def load(cls, config: ClassifierConfig, batching: WorkerConfig) -> ServedModel:
         """The head, then the encoder with the head's pooling, as ``Classifier.load`` pairs them."""
         from classifier.encoders.hf import Encoder

@@ -1,6 +1,9 @@
 """The HTTP interface of ``moodbot serve``: routes, limits, and what a response holds.
 
-JSON throughout; each vector travels as base64 of its raw little-endian float32 bytes (never pickle).
+An embedding service: it returns vectors, and the bot processes apply every head to them. One service may serve
+several encoders (the English and the multilingual path); ``GET /v1/info`` lists them, and an embed request names
+the one it wants by its fingerprint (``{"texts": [...], "encoder": "<fingerprint>"}``; optional when only one is
+served). JSON throughout; each vector travels as base64 of its raw little-endian float32 bytes (never pickle).
 Every embed response names the cache namespace of the encoder that computed it, so a client notices
 a service restarted with another model before its vectors reach a cache.
 """
@@ -51,6 +54,14 @@ def decode_vectors(encoded: Sequence[Any], dim: int) -> np.ndarray:
     return out
 
 
+def embed_request_encoder(body: Any) -> str | None:
+    """The encoder fingerprint an embed request names, ``None`` when it names none."""
+    encoder = body.get("encoder") if isinstance(body, Mapping) else None
+    if encoder is not None and not isinstance(encoder, str):
+        raise ProtocolError('"encoder" must be an encoder fingerprint (a string)')
+    return encoder
+
+
 def embed_request_texts(body: Any) -> list[str]:
     """The texts of an embed request body ``{"texts": [str, ...]}``, checked and cleaned as the bot cleans them
     (a no-op for a bot's texts, which come cleaned: their vectors are cached under exactly these strings)."""
@@ -70,7 +81,8 @@ def embed_request_texts(body: Any) -> list[str]:
 
 @dataclass(frozen=True)
 class ServiceInfo:
-    """What ``GET /v1/info`` says: the encoder's identity, width and numeric mode, the head, the batching limits."""
+    """What ``GET /v1/info`` says of one served encoder: its identity, width and numeric mode, the head that names
+    its features, the batching limits."""
 
     identity: EncoderIdentity
     dim: int
@@ -105,3 +117,16 @@ class ServiceInfo:
         if info.dim < 1 or info.mode not in MODES or data.get("namespace") != info.cache_namespace:
             raise ProtocolError("the info response's width, numeric mode or cache namespace is inconsistent")
         return info
+
+
+def service_info_json(encoders: Sequence[ServiceInfo]) -> dict[str, Any]:
+    """The body of ``GET /v1/info``: every served encoder."""
+    return {"encoders": [info.to_json() for info in encoders]}
+
+
+def service_infos(body: Any) -> list[ServiceInfo]:
+    """Parse ``GET /v1/info``: the served encoders."""
+    encoders = body.get("encoders") if isinstance(body, Mapping) else None
+    if not isinstance(encoders, list) or not encoders:
+        raise ProtocolError("not a moodbot inference service info response: no encoders listed")
+    return [ServiceInfo.from_json(item) for item in encoders]

@@ -20,7 +20,7 @@ from typing import Any
 import psutil
 import pytest
 
-from classifier.serving.protocol import INFO_PATH, STATS_PATH, ServiceInfo
+from classifier.serving.protocol import INFO_PATH, STATS_PATH, service_infos
 from classifier.text import prepare_text
 from tests.support.cluster import Cluster
 from tests.support.helpers import poll_until_blocking
@@ -169,7 +169,7 @@ def test_a_text_first_seen_on_shard_0_is_a_cache_hit_on_shard_1(cluster: Cluster
     text = f"the new patch notes look wonderful, thanks team ({time.time_ns()})"
     sent = server.send(guild0.load_channels[1], cluster.users[0], text)["data"]["id"]
     poll_until_blocking(lambda: sent in server.report()["reactions"], 30, "shard 0 to classify the text")
-    namespace = ServiceInfo.from_json(cluster.serve.get(INFO_PATH)).cache_namespace
+    namespace = service_infos(cluster.serve.get(INFO_PATH))[0].cache_namespace
     key = REDIS_PREFIX + hashlib.sha256(namespace.encode() + b"\x00" + prepare_text(text).encode()).hexdigest()
     redis = cluster.redis.client()
     poll_until_blocking(lambda: redis.exists(key), 10, "shard 0 to write the vector to Redis")
