@@ -11,7 +11,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections import OrderedDict
 from collections.abc import Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, fields
 from typing import Literal, overload
 
@@ -19,9 +21,12 @@ from classifier.config import ClassifierConfig, WorkerConfig
 from classifier.inference.classifier import Classifier
 from classifier.inference.prediction import Prediction
 from classifier.inference.worker import BatchingWorker, WorkerStats
-from classifier.language import MULTILINGUAL, LanguageGate, Route
+from classifier.language import MULTILINGUAL, LanguageGate, Route, parse_language_pin
 
 log = logging.getLogger(__name__)
+
+#: Routes the bot remembers (by cleaned text): a repeated message is routed without reading it again.
+REMEMBERED_ROUTES = 65_536
 
 
 @dataclass(frozen=True)
@@ -101,16 +106,78 @@ class Router:
         return results  # type: ignore[return-value]
 
 
-class RoutedWorker:
-    """``await worker.classify(text)`` over every path: one batching worker per path, one language gate in front.
+class AsyncGate:
+    """The language gate on the event loop: a text routed before is answered at once (a bounded memory of routes);
+    the others of one loop iteration are routed together in the gate's own thread, so that lingua's reading, which
+    holds the GIL in short chunks, never runs on the loop itself. Pinned texts need no detection."""
 
-    The gate runs inline: it is pure CPU work of a few microseconds per message once its models are loaded
-    (:meth:`Paths.warm_up` loads them before the bot connects).
-    """
+    def __init__(self, gate: LanguageGate, remembered: int = REMEMBERED_ROUTES) -> None:
+        self.gate = gate
+        self.remembered = remembered
+        self.detected = 0  # texts lingua read (the others were remembered or pinned)
+        self._routes: OrderedDict[str, Route] = OrderedDict()
+        self._pending: list[tuple[list[str], asyncio.Future[None]]] = []
+        self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="moodbot-language")
+
+    async def routes(self, texts: Sequence[str], pin: str | None = None) -> list[Route]:
+        """A route per text, in order."""
+        if parse_language_pin(pin) is not None:
+            return self.gate.route_many(texts, pin)
+        missing = list(dict.fromkeys(text for text in texts if text not in self._routes))
+        if missing:
+            future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+            if not self._pending:
+                asyncio.get_running_loop().call_soon(self._flush)
+            self._pending.append((missing, future))
+            await future
+        routes = [self._routes.get(text) for text in texts]
+        for text in texts:
+            if text in self._routes:
+                self._routes.move_to_end(text)
+        return [route or self.gate.route(text) for route, text in zip(routes, texts, strict=True)]  # evicted
+
+    def _flush(self) -> None:
+        pending, self._pending = self._pending, []
+        texts = list(dict.fromkeys(text for batch, _ in pending for text in batch))
+        routed = asyncio.get_running_loop().run_in_executor(self._thread, self.gate.route_many, texts)
+
+        def remember(done: asyncio.Future[list[Route]]) -> None:
+            error = None if done.cancelled() else done.exception()
+            if not done.cancelled() and error is None:
+                self.detected += len(texts)
+                for text, route in zip(texts, done.result(), strict=True):
+                    self._routes[text] = route
+                while len(self._routes) > self.remembered:
+                    self._routes.popitem(last=False)
+            for _, future in pending:
+                if future.done():
+                    continue
+                if error is not None:
+                    future.set_exception(error)
+                else:
+                    future.set_result(None)
+
+        routed.add_done_callback(remember)
+
+    def close(self) -> None:
+        self._thread.shutdown(wait=True)
+
+
+class RoutedWorker:
+    """``await worker.classify(text)`` over every path: one batching worker per path, one language gate in front
+    (an :class:`AsyncGate`; :meth:`Paths.warm_up` loads its models before the bot connects)."""
 
     def __init__(self, router: Router, workers: Mapping[str, BatchingWorker]) -> None:
         self.router = router
         self.workers = dict(workers)
+        self.gate = AsyncGate(router.gate) if router.gate is not None else None
+
+    async def _routes(self, texts: Sequence[str], pin: str | None) -> list[tuple[str, str | None]]:
+        """``(path name, language)`` per text."""
+        if self.gate is None:
+            return [(self.router.paths.english, None)] * len(texts)
+        paths = self.router.paths
+        return [(paths.path_of(route), route.language) for route in await self.gate.routes(texts, pin)]
 
     @classmethod
     def configured(cls, paths: Paths, config: WorkerConfig) -> RoutedWorker:
@@ -150,7 +217,7 @@ class RoutedWorker:
 
     async def classify(self, text: str, pin: str | None = None) -> Prediction:
         """Classify one text on its path. Raises what :meth:`BatchingWorker.classify` raises."""
-        ((path, language),) = self.router.routes([text], pin)
+        ((path, language),) = await self._routes([text], pin)
         return (await self.workers[path].classify(text)).with_route(path, language)
 
     @overload
@@ -166,7 +233,7 @@ class RoutedWorker:
         self, texts: Sequence[str], pin: str | None = None, *, return_exceptions: bool = False
     ) -> list[Prediction] | list[Prediction | Exception]:
         """Classify several texts, each path's share in one call; errors raise or are returned."""
-        routes = self.router.routes(texts, pin)
+        routes = await self._routes(texts, pin)
         results: list[Prediction | Exception | None] = [None] * len(texts)
         by_path = {path: [i for i, (name, _) in enumerate(routes) if name == path] for path in self.workers}
         answers = await asyncio.gather(*(
@@ -182,5 +249,7 @@ class RoutedWorker:
         await asyncio.gather(*(worker.flush_cache_writes() for worker in self.workers.values()))
 
     async def close(self) -> None:
-        """Close every path's worker (each finishes its accepted calls)."""
+        """Close every path's worker (each finishes its accepted calls), then the gate's thread."""
         await asyncio.gather(*(worker.close() for worker in self.workers.values()))
+        if self.gate is not None:
+            self.gate.close()

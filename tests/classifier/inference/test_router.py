@@ -3,6 +3,7 @@ it; a guild's pin overrides the gate; the worker front batches each path's share
 
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
 
 import numpy as np
@@ -12,7 +13,8 @@ from cache import EmbeddingCache
 from classifier.config import WorkerConfig
 from classifier.heads.logistic import LogisticHead
 from classifier.inference.classifier import by_task
-from classifier.inference.router import Paths, RoutedWorker, Router
+from classifier.inference.router import AsyncGate, Paths, RoutedWorker, Router
+from classifier.language import LanguageGate
 from tests.support.classifier import InstrumentedClassifier
 
 pytestmark = pytest.mark.timeout(120)
@@ -74,3 +76,18 @@ async def test_the_routed_worker_batches_each_paths_share_on_its_own_worker(path
     assert one.cached and one.path == "xx" and one.language == "ru"
     assert worker.namespace(one) == paths.classifiers["xx"].encoder.cache_namespace
     assert worker.stats.computed == 5 and worker.stats.memory_hits == 1
+
+
+async def test_the_gate_reads_each_text_once_off_the_loop_and_batches_one_loop_iteration() -> None:
+    gate = AsyncGate(LanguageGate())
+    try:
+        texts = ENGLISH_TEXTS + OTHER_TEXTS
+        first = await asyncio.gather(*(gate.routes([text]) for text in texts))  # one loop iteration, one batch
+        assert [route.path for [route] in first] == ["english"] * 2 + ["multilingual"] * 3
+        assert gate.detected == 5
+        again = await gate.routes(texts + texts)
+        assert again == [route for [route] in first] * 2 and gate.detected == 5  # remembered: not read again
+        pinned = await gate.routes(OTHER_TEXTS, pin="english")
+        assert {route.path for route in pinned} == {"english"} and gate.detected == 5
+    finally:
+        gate.close()
