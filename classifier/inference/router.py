@@ -88,10 +88,28 @@ class Router:
         self.gate = (gate or LanguageGate()) if paths.routed else None
 
     def routes(self, texts: Sequence[str], pin: str | None = None) -> list[tuple[str, str | None]]:
-        """``(path name, language)`` per text."""
+        """``(path name, language)`` per text. Unpinned, a text cached by exactly one path was routed there before
+        (the gate is deterministic), so only the others are read by the gate: a run whose texts are all cached
+        needs no language detection."""
         if self.gate is None:
             return [(self.paths.english, None)] * len(texts)
-        return [(self.paths.path_of(route), route.language) for route in self.gate.route_many(texts, pin)]
+        routes: list[tuple[str, str | None] | None] = [None] * len(texts)
+        if parse_language_pin(pin) is None:
+            routes = self._cached_routes(texts)
+        rest = [i for i, route in enumerate(routes) if route is None]
+        for i, route in zip(rest, self.gate.route_many([texts[i] for i in rest], pin), strict=True):
+            routes[i] = (self.paths.path_of(route), route.language)
+        return routes  # type: ignore[return-value]  # every None was filled
+
+    def _cached_routes(self, texts: Sequence[str]) -> list[tuple[str, str | None] | None]:
+        """The path of each text cached by exactly one path (its vector is kept in that path's memory tier, so the
+        classification that follows reads it from there), else ``None``."""
+        holders: list[list[str]] = [[] for _ in texts]
+        for name, classifier in self.paths.classifiers.items():
+            for holder, vector in zip(holders, classifier.cache.get_many(texts), strict=True):
+                if vector is not None:
+                    holder.append(name)
+        return [(holder[0], None) if len(holder) == 1 else None for holder in holders]
 
     def classify(self, texts: Sequence[str], pin: str | None = None) -> list[Prediction]:
         """Predictions for cleaned texts, each from its path (through that path's cache)."""
