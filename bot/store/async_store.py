@@ -556,14 +556,19 @@ class AsyncStore:
     @_finishes
     async def mark_deleted(self, guild_id: int, message_ids: Collection[int]) -> list[Flag]:
         """Record that these messages were deleted; the flags this call marked (each flag is marked by one call, so
-        one caller updates its card however many saw the deletion)."""
+        one caller updates its card however many saw the deletion). Most deleted messages were never flagged: a
+        read finds that out, without a write transaction."""
         if not message_ids:
             return []
+        where = (
+            flags.c.guild_id == guild_id, flags.c.message_id.in_(list(message_ids)), flags.c.deleted_at.is_(None)
+        )
+        async with self._read() as db:
+            if (await db.execute(sa.select(flags.c.id).where(*where).limit(1))).first() is None:
+                return []
         statement = (
             sa.update(flags)
-            .where(
-                flags.c.guild_id == guild_id, flags.c.message_id.in_(list(message_ids)), flags.c.deleted_at.is_(None)
-            )
+            .where(*where)
             .values(deleted_at=utcnow(), revision=flags.c.revision + 1)
             .returning(*_FLAG_COLUMNS)
         )
