@@ -17,7 +17,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable, Collection
-from contextlib import AsyncExitStack, asynccontextmanager
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, TypeAlias
 
@@ -85,22 +85,23 @@ class MessageOrder:
 
     @asynccontextmanager
     async def hold(self, message_ids: Collection[int]) -> AsyncIterator[None]:
-        async with AsyncExitStack() as stack:
-            for message_id in sorted(message_ids):
-                await stack.enter_async_context(self._one(message_id))
-            yield
-
-    @asynccontextmanager
-    async def _one(self, message_id: int) -> AsyncIterator[None]:
-        held = self._held.setdefault(message_id, _Held())
-        held.users += 1
+        ordered = sorted(set(message_ids))
+        held = [self._held.setdefault(message_id, _Held()) for message_id in ordered]
+        for entry in held:
+            entry.users += 1
+        acquired = 0
         try:
-            async with held.lock:
-                yield
+            for entry in held:
+                await entry.lock.acquire()
+                acquired += 1
+            yield
         finally:
-            held.users -= 1
-            if not held.users:
-                del self._held[message_id]
+            for entry in held[:acquired]:
+                entry.lock.release()
+            for message_id, entry in zip(ordered, held, strict=True):
+                entry.users -= 1
+                if not entry.users:
+                    del self._held[message_id]
 
     def __len__(self) -> int:
         """Messages with work admitted and not yet done."""

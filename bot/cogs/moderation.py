@@ -214,22 +214,22 @@ class FlagButton(
 async def _delete_flagged_message(bot: MoodBot, flag: Flag, interaction: discord.Interaction) -> bool:
     """Delete the flagged message and record when; tells the moderator when the bot may not, and when the message
     was deleted already (then the card is brought up to date, with its Delete disabled, and nothing is reviewed)."""
-    if flag.deleted_at is None:
+    already = flag.deleted_at is not None
+    if not already:
         channel = bot.get_partial_messageable(flag.channel_id, guild_id=flag.guild_id)
         try:
             await channel.get_partial_message(flag.message_id).delete()
         except discord.NotFound:
-            pass
+            already = True  # deleted before the bot heard of it
         except discord.HTTPException as error:
             log.warning("could not delete message %d of flag %d: %s", flag.message_id, flag.id, error)
             await send_ephemeral(
                 interaction, "I could not delete that message (do I have Manage Messages in its channel?)."
             )
             return False
-        else:
-            await bot.store.mark_deleted(flag.guild_id, [flag.message_id])
-            return True
         await bot.store.mark_deleted(flag.guild_id, [flag.message_id])
+    if not already:
+        return True
     current = await bot.store.flag(flag.id) or flag
     await interaction.response.edit_message(**await current_card(bot.store, current))
     await send_ephemeral(interaction, "This message was already deleted.")

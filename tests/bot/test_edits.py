@@ -152,6 +152,23 @@ async def test_a_deletion_updates_the_card_and_delete_then_answers_clearly(
     assert len(button_ids(card)) == 3 and len(fake_discord.bot_messages_in(seeded_guild.mod_log_id)) == 1
 
 
+async def test_delete_of_a_message_deleted_while_the_bot_was_away_answers_clearly(
+    fake_discord, seeded_guild, configure, open_store, start_bot
+) -> None:
+    configure(modlog_channel_id=seeded_guild.mod_log_id, flag_threshold=THRESHOLD)
+    async with start_bot():
+        bad = await fake_discord.send_message(seeded_guild.general_id, seeded_guild.member_id, NEGATIVE_MESSAGE)
+        [card] = await mod_log_posts(fake_discord, seeded_guild.mod_log_id, 1)
+    await fake_discord.delete_message(bad)  # no bot connected: nobody hears of it
+    async with start_bot():
+        clicked = await click_review(fake_discord, seeded_guild, card, "delete")
+        assert (await clicked.response(WAIT)).type == 7
+        assert (await clicked.followup(0, WAIT)).content == "This message was already deleted."
+    [flag] = open_store().flags(seeded_guild.guild_id)[0]
+    assert flag.deleted_at is not None and flag.status is FlagStatus.OPEN
+    assert "deleted" in card.embeds[0]["title"] and delete_button(card)["disabled"]
+
+
 async def test_a_bulk_delete_marks_every_flagged_card(
     fake_discord, seeded_guild, configure, open_store, start_bot
 ) -> None:
