@@ -11,7 +11,7 @@ import discord
 from discord import app_commands
 from discord.ext import commands
 
-from bot.admission import MessageAdmission
+from bot.admission import MessageAdmission, MessageDeletion
 from bot.command_sync import sync_if_changed
 from bot.identify import IdentifyGate
 from bot.loop_lag import LoopLagMonitor
@@ -28,6 +28,8 @@ log = logging.getLogger(__name__)
 DRAIN_SECONDS = 10.0
 #: ``consumer(message, prediction, flag, live)``: acts on a classified message (``flag``/``live``: what it may get).
 MessageConsumer = Callable[[discord.Message, Prediction, bool, bool], Awaitable[None]]
+#: ``consumer(deletion)``: acts on messages that were deleted.
+DeletionConsumer = Callable[[MessageDeletion], Awaitable[None]]
 
 EXTENSIONS = (
     "bot.cogs.messages",
@@ -112,6 +114,8 @@ class MoodBot(commands.Bot):
         self.worker = worker
         self.message_content = message_content
         self.message_consumers: list[MessageConsumer] = []
+        self.edit_consumers: list[MessageConsumer] = []  # the same call, with the message as edited
+        self.deletion_consumers: list[DeletionConsumer] = []
         self.accepting_messages = True
         self.admission = MessageAdmission(concurrency=settings.message_concurrency, backlog=settings.message_backlog)
         self.loop_lag = LoopLagMonitor()

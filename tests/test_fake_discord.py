@@ -158,6 +158,29 @@ async def test_live_changes_edits_reactions_and_attachments(
     assert fake_discord.unknown_routes == [] and fake_discord.handler_errors == []
 
 
+async def test_edits_and_deletions_reach_the_raw_listeners(
+    fake_discord: FakeDiscordServer, seeded_guild: Seed, discord_at_fake: None
+) -> None:
+    async with running(make_bot()) as bot:
+        sent = [await fake_discord.send_message(seeded_guild.general_id, seeded_guild.member_id, f"m{i}")
+                for i in range(4)]
+        edited = asyncio.ensure_future(bot.wait_for("raw_message_edit", timeout=5))
+        await fake_discord.edit_message(sent[0], {"content": "m0, edited"})
+        edit = await edited
+        assert edit.message.content == "m0, edited" and edit.message.edited_at is not None
+        deleted = asyncio.ensure_future(bot.wait_for("raw_message_delete", timeout=5))
+        await fake_discord.delete_message(sent[1])
+        assert (await deleted).message_id == sent[1].id
+        bulk = asyncio.ensure_future(bot.wait_for("raw_bulk_message_delete", timeout=5))
+        channel = bot.get_channel(seeded_guild.general_id)
+        assert isinstance(channel, discord.TextChannel)
+        await channel.delete_messages([discord.Object(sent[2].id), discord.Object(sent[3].id)])
+        event = await bulk
+        assert event.message_ids == {sent[2].id, sent[3].id} and event.guild_id == seeded_guild.guild_id
+    assert fake_discord.messages_in(seeded_guild.general_id) == [sent[0]]
+    assert fake_discord.unknown_routes == [] and fake_discord.handler_errors == []
+
+
 def configure_app_commands(bot: commands.Bot, guild_id: int) -> None:
     guild = discord.Object(guild_id)
 

@@ -1,4 +1,5 @@
-"""Live mode: in the channels an admin picked, react to each new message with an emoji for its sentiment."""
+"""Live mode: in the channels an admin picked, react to each new message with an emoji for its sentiment, and
+change the reaction when an edit changes the sentiment."""
 
 from __future__ import annotations
 
@@ -29,9 +30,11 @@ class Live(commands.Cog):
 
     async def cog_load(self) -> None:
         self.bot.message_consumers.append(self.react)
+        self.bot.edit_consumers.append(self.follow_edit)
 
     async def cog_unload(self) -> None:
         self.bot.message_consumers.remove(self.react)
+        self.bot.edit_consumers.remove(self.follow_edit)
 
     async def react(self, message: discord.Message, prediction: Prediction, flag: bool, live: bool) -> None:
         if not live:
@@ -40,6 +43,24 @@ class Live(commands.Cog):
             await message.add_reaction(sentiment_emoji(prediction))
         except discord.HTTPException as error:
             log.warning("could not react to message %d in channel %d: %s", message.id, message.channel.id, error)
+
+    async def follow_edit(self, message: discord.Message, prediction: Prediction, flag: bool, live: bool) -> None:
+        """Put the edited text's emoji in place of the bot's other live reactions, as the edit's payload lists them
+        (nothing to do when it holds just that one: a replayed or unchanged edit). A payload that lists no reactions
+        may have left them out, so then the other emoji are removed unseen (removing an absent one is a no-op)."""
+        if not live or self.bot.user is None:
+            return
+        wanted = sentiment_emoji(prediction)
+        mine = {str(reaction.emoji) for reaction in message.reactions if reaction.me}
+        others = set(EMOJI.values()) - {wanted}
+        try:
+            if wanted not in mine:
+                await message.add_reaction(wanted)
+            for emoji in others & mine if message.reactions else others:
+                await message.remove_reaction(emoji, self.bot.user)
+        except discord.HTTPException as error:
+            log.warning("could not change the reaction on message %d in channel %d: %s", message.id,
+                        message.channel.id, error)
 
 
 async def setup(bot: MoodBot) -> None:

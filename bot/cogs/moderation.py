@@ -1,4 +1,9 @@
-"""Auto-flagging: store a flag, post it to the mod-log with persistent review buttons, and page through flags."""
+"""Auto-flagging: store a flag, post it to the mod-log with persistent review buttons, and page through flags.
+
+A flag follows its message: an edit re-scores it and updates its card in place (never a second card), a deletion is
+marked on the card. Every card write renders the flag as stored and checks its ``revision`` afterwards, so that
+of writers racing on one card (an edit, a deletion, a click, another process) the last state is the one shown.
+"""
 
 from __future__ import annotations
 
@@ -7,15 +12,17 @@ import datetime as dt
 import logging
 import re
 import time
+from typing import Any
 
 import discord
 from discord import app_commands
 from discord.ext import commands, tasks
 
+from bot.admission import MessageDeletion
 from bot.client import MoodBot
-from bot.store import AlreadyReviewedError, Flag, FlagStatus, ReviewAction
+from bot.store import AlreadyReviewedError, AsyncStore, Flag, FlagStatus, GuildConfig, ReviewAction
 from bot.ui import send_ephemeral
-from classifier.flag_policy import flag_reasons
+from classifier.flag_policy import Reason, flag_reasons
 from classifier.heads.tasks import SENTIMENT, TASKS
 from classifier.inference.prediction import Prediction
 
@@ -51,32 +58,100 @@ BUTTON_STYLES = {
 }
 
 
-def flag_embed(flag: Flag, reviewer_id: int | None = None) -> discord.Embed:
-    """The mod-log card of a flag; mentions inside embeds never ping."""
+def flag_embed(flag: Flag, reviewer_id: int | None = None, reviewed_at: dt.datetime | None = None) -> discord.Embed:
+    """The mod-log card of a flag; mentions inside embeds never ping. The text is the message's latest; an edited
+    flag also shows what it was first flagged as, and a deleted message is marked (the title still ends with the
+    status, which :func:`shown_status` reads)."""
+    marks = [mark for mark, on in (("edited", flag.edited_at), ("deleted", flag.deleted_at)) if on is not None]
     embed = discord.Embed(
-        title=f"Flagged message · {flag.status.value}",
+        title=" · ".join(["Flagged message", *marks, flag.status.value]),
         description=f">>> {discord.utils.escape_markdown(flag.excerpt)}",
         colour=STATUS_COLOURS[flag.status],
         timestamp=flag.created_at,
     )
     embed.add_field(name="Author", value=f"<@{flag.author_id}> (`{flag.author_id}`)")
     embed.add_field(name="Channel", value=f"<#{flag.channel_id}>")
-    embed.add_field(name="Why", value=describe_reasons(flag))
-    embed.add_field(name="Sentiment", value=f"p_negative {flag.p_negative:.2f}")
-    embed.add_field(name="Message", value=f"[Jump to message]({flag.jump_url})")
-    if reviewer_id is not None:
+    embed.add_field(name="Why", value=_titles(flag.first.reasons if flag.first else flag.reasons))
+    was = f" (was {flag.first.p_negative:.2f})" if flag.first else ""
+    embed.add_field(name="Sentiment", value=f"p_negative {flag.p_negative:.2f}{was}")
+    embed.add_field(name="Message", value=_message_state(flag))
+    if flag.edited_at is not None:
+        embed.add_field(name="Edited", value=_edit_note(flag))
+    if flag.first is not None:
         embed.add_field(
-            name="Reviewed",
-            value=f"{flag.status.value.title()} by <@{reviewer_id}> "
-            f"{discord.utils.format_dt(discord.utils.utcnow(), 'R')}",
+            name="Before the edit", value=f">>> {discord.utils.escape_markdown(flag.first.excerpt)}", inline=False
         )
+    if reviewer_id is not None:
+        when = discord.utils.format_dt(reviewed_at or discord.utils.utcnow(), "R")
+        embed.add_field(name="Reviewed", value=f"{flag.status.value.title()} by <@{reviewer_id}> {when}")
     embed.set_footer(text=f"Flag #{flag.id}")
     return embed
 
 
+def _message_state(flag: Flag) -> str:
+    """A jump link, or when the message was deleted (by a moderator's Delete, the review says who)."""
+    if flag.deleted_at is None:
+        return f"[Jump to message]({flag.jump_url})"
+    by = "" if flag.status is FlagStatus.DELETED else " (by whom unknown)"
+    return f"Deleted {discord.utils.format_dt(flag.deleted_at, 'R')}{by}"
+
+
+def _edit_note(flag: Flag) -> str:
+    """When the message was last edited, and how the edit scores against the flag policy."""
+    assert flag.edited_at is not None
+    when = discord.utils.format_dt(flag.edited_at, "R")
+    if flag.first is None:
+        return f"{when}; flagged as edited"
+    if flag.below_threshold:
+        return f"{when}; now below the flag threshold: {describe_reasons(flag)}"
+    return f"{when}; now {describe_reasons(flag)}"
+
+
 def describe_reasons(flag: Flag) -> str:
-    """Why a flag was raised, strongest first: ``Offensive 0.97 · Threat 0.88`` or ``Negative 0.95``."""
-    return " · ".join(reason.title for reason in flag.reasons)
+    """Why a flag is raised now, strongest first: ``Offensive 0.97 · Threat 0.88`` or ``Negative 0.95``."""
+    return _titles(flag.reasons)
+
+
+def _titles(reasons: tuple[Reason, ...]) -> str:
+    return " · ".join(reason.title for reason in reasons)
+
+
+def rescored(flag: Flag, prediction: Prediction) -> list[Reason]:
+    """The reasons a flag was first raised for, at an edit's scores: what its card shows once an edit no longer
+    flags the message (a head this prediction lacks is left out; sentiment is always there)."""
+    reasons = []
+    for reason in flag.first.reasons if flag.first else flag.reasons:
+        score = prediction.p_negative if reason.head == SENTIMENT.name else prediction.signal(reason.head)
+        if score is not None:
+            reasons.append(Reason(reason.head, reason.label, score))
+    return reasons or [Reason(SENTIMENT.name, "negative", prediction.p_negative)]
+
+
+async def current_card(store: AsyncStore, flag: Flag) -> dict[str, Any]:
+    """The card's embed and view for ``flag`` as stored, naming its latest reviewer (``message.edit(**card)``)."""
+    review = await store.latest_review(flag.id) if flag.status is not FlagStatus.OPEN else None
+    if review is None:
+        return {"embed": flag_embed(flag), "view": flag_view(flag)}
+    return {"embed": flag_embed(flag, review.moderator_id, review.created_at), "view": flag_view(flag)}
+
+
+async def refresh_card(bot: MoodBot, flag: Flag, shown: int | None = None) -> None:
+    """Bring a posted card up to date: edit it to ``flag`` (unless it shows revision ``shown`` already), then again
+    while the store holds a newer revision than the one just shown. Each writer checks after its own write, so the
+    last to finish shows the latest state, whatever order their edits reached Discord in."""
+    while flag.modlog_channel_id is not None and flag.modlog_message_id is not None:
+        if flag.revision != shown:
+            channel = bot.get_partial_messageable(flag.modlog_channel_id, guild_id=flag.guild_id)
+            try:
+                await channel.get_partial_message(flag.modlog_message_id).edit(**await current_card(bot.store, flag))
+            except discord.HTTPException as error:
+                log.warning("could not update the card of flag %d: %s", flag.id, error)
+                return
+            shown = flag.revision
+        latest = await bot.store.flag(flag.id)
+        if latest is None or latest.revision == shown:
+            return
+        flag = latest
 
 
 def shown_status(card: discord.Message | None) -> FlagStatus | None:
@@ -133,31 +208,41 @@ class FlagButton(
             return
         log.info("flag %d %s by moderator %d", flag.id, flag.status.value, interaction.user.id)
         await interaction.response.edit_message(embed=flag_embed(flag, interaction.user.id), view=flag_view(flag))
+        await refresh_card(bot, flag, shown=flag.revision)  # an edit or a deletion may have landed meanwhile
 
 
 async def _delete_flagged_message(bot: MoodBot, flag: Flag, interaction: discord.Interaction) -> bool:
-    """Delete the flagged message (already gone counts as done); tells the moderator when the bot may not."""
-    message = bot.get_partial_messageable(flag.channel_id, guild_id=flag.guild_id).get_partial_message(flag.message_id)
-    try:
-        await message.delete()
-    except discord.NotFound:
-        pass
-    except discord.HTTPException as error:
-        log.warning("could not delete message %d of flag %d: %s", flag.message_id, flag.id, error)
-        await send_ephemeral(
-            interaction, "I could not delete that message (do I have Manage Messages in its channel?)."
-        )
-        return False
-    return True
+    """Delete the flagged message and record when; tells the moderator when the bot may not, and when the message
+    was deleted already (then the card is brought up to date, with its Delete disabled, and nothing is reviewed)."""
+    already = flag.deleted_at is not None
+    if not already:
+        channel = bot.get_partial_messageable(flag.channel_id, guild_id=flag.guild_id)
+        try:
+            await channel.get_partial_message(flag.message_id).delete()
+        except discord.NotFound:
+            already = True  # deleted before the bot heard of it
+        except discord.HTTPException as error:
+            log.warning("could not delete message %d of flag %d: %s", flag.message_id, flag.id, error)
+            await send_ephemeral(
+                interaction, "I could not delete that message (do I have Manage Messages in its channel?)."
+            )
+            return False
+        await bot.store.mark_deleted(flag.guild_id, [flag.message_id])
+    if not already:
+        return True
+    current = await bot.store.flag(flag.id) or flag
+    await interaction.response.edit_message(**await current_card(bot.store, current))
+    await send_ephemeral(interaction, "This message was already deleted.")
+    await refresh_card(bot, current, shown=current.revision)
+    return False
 
 
 def flag_view(flag: Flag) -> discord.ui.View:
     """Dismiss / Confirm / Delete message; Delete is disabled once the message is gone."""
+    gone = flag.status is FlagStatus.DELETED or flag.deleted_at is not None
     view = discord.ui.View(timeout=None)
     for action in BUTTON_STYLES:
-        view.add_item(
-            FlagButton(action, flag.id, disabled=action is ReviewAction.DELETE and flag.status is FlagStatus.DELETED)
-        )
+        view.add_item(FlagButton(action, flag.id, disabled=action is ReviewAction.DELETE and gone))
     return view
 
 
@@ -204,12 +289,16 @@ class Moderation(commands.Cog):
     async def cog_load(self) -> None:
         self.bot.add_dynamic_items(FlagButton)
         self.bot.message_consumers.append(self.raise_flag)
+        self.bot.edit_consumers.append(self.follow_edit)
+        self.bot.deletion_consumers.append(self.mark_deleted)
         self._repost_up_to = await self.bot.store.last_flag_id()
         self.post_unposted.start()
 
     async def cog_unload(self) -> None:
         self.bot.remove_dynamic_items(FlagButton)
         self.bot.message_consumers.remove(self.raise_flag)
+        self.bot.edit_consumers.remove(self.follow_edit)
+        self.bot.deletion_consumers.remove(self.mark_deleted)
         self.post_unposted.cancel()
 
     async def raise_flag(self, message: discord.Message, prediction: Prediction, flag: bool, live: bool) -> None:
@@ -218,8 +307,56 @@ class Moderation(commands.Cog):
             return
         config = await self.bot.store.guild_config(message.guild.id)
         reasons = flag_reasons(prediction, config.flag_on, config.flag_threshold)
-        if not reasons:
+        if reasons:
+            await self._raise(message, prediction, reasons, config)
+
+    async def follow_edit(self, message: discord.Message, prediction: Prediction, flag: bool, live: bool) -> None:
+        """Check an edited message again: its flag is re-scored and its card updated in place (also when the edit
+        no longer flags it: moderators still decide), and a message the edit makes flaggable is flagged once."""
+        if not flag or message.guild is None or message.edited_at is None:
             return
+        store = self.bot.store
+        config = await store.guild_config(message.guild.id)
+        reasons = flag_reasons(prediction, config.flag_on, config.flag_threshold)
+        existing = await store.flag_of_message(message.guild.id, message.id)
+        if existing is None:
+            if not reasons or await self._raise(message, prediction, reasons, config, message.edited_at):
+                return
+            existing = await store.flag_of_message(message.guild.id, message.id)  # another process raised it
+            if existing is None:
+                return
+        updated = await store.edit_flag(
+            existing.id,
+            edited_at=message.edited_at,
+            text=message.content,
+            p_negative=prediction.p_negative,
+            vector=prediction.vector,
+            namespace=self.bot.worker.namespace(prediction),
+            reasons=reasons or rescored(existing, prediction),
+            below_threshold=not reasons,
+        )
+        if updated is None:
+            log.debug("the edit of message %d changes nothing (replayed, older, unchanged or deleted)", message.id)
+            return
+        log.info("flag %d follows the edit of message %d (%s)", updated.id, message.id, describe_reasons(updated))
+        await refresh_card(self.bot, updated)
+
+    async def mark_deleted(self, deletion: MessageDeletion) -> None:
+        """Mark the flags of deleted messages and their cards (who deleted them, the gateway does not say)."""
+        for flag in await self.bot.store.mark_deleted(deletion.guild_id, deletion.message_ids):
+            log.info("the message %d of flag %d was deleted", flag.message_id, flag.id)
+            await refresh_card(self.bot, flag)
+
+    async def _raise(
+        self,
+        message: discord.Message,
+        prediction: Prediction,
+        reasons: list[Reason],
+        config: GuildConfig,
+        edited_at: dt.datetime | None = None,
+    ) -> Flag | None:
+        """Store a new flag and post its card; ``None`` when the message is flagged already."""
+        assert message.guild is not None
         stored = await self.bot.store.add_flag(
             guild_id=message.guild.id,
             channel_id=message.channel.id,
@@ -231,13 +368,15 @@ class Moderation(commands.Cog):
             namespace=self.bot.worker.namespace(prediction),
             reasons=reasons,
             claim_post_s=POST_CLAIM_SECONDS if config.modlog_channel_id is not None else None,
+            edited_at=edited_at,
         )
         if stored is None:
             log.debug("message %d is already flagged", message.id)
-            return
+            return None
         log.info("flag %d raised on message %d (%s)", stored.id, message.id, describe_reasons(stored))
         if config.modlog_channel_id is not None:
             await self._post_claimed(stored, config.modlog_channel_id)
+        return stored
 
     async def _post_claimed(self, flag: Flag, modlog_channel_id: int) -> None:
         """Post a flag whose post claim this process holds (taken as it stored the flag, or by the re-poster) and
@@ -246,7 +385,7 @@ class Moderation(commands.Cog):
         channel = self.bot.get_partial_messageable(modlog_channel_id, guild_id=flag.guild_id)
         try:
             async with asyncio.timeout(POST_TIMEOUT_SECONDS):
-                posted = await channel.send(embed=flag_embed(flag), view=flag_view(flag))
+                posted = await channel.send(**await current_card(self.bot.store, flag))
         except discord.HTTPException as error:  # refused: there is no card, so the next pass may try at once
             log.warning(
                 "could not post flag %d to the mod-log channel %d (will retry): %s", flag.id, modlog_channel_id, error
@@ -256,7 +395,15 @@ class Moderation(commands.Cog):
         except TimeoutError:  # the card may exist: the claim lapses, and the next poster looks for the card first
             log.warning("posting flag %d to the mod-log channel %d timed out (will retry)", flag.id, modlog_channel_id)
             return
-        await self.bot.store.mark_posted(flag.id, modlog_channel_id, posted.id)
+        await self._posted(flag, modlog_channel_id, posted.id)
+
+    async def _posted(self, flag: Flag, channel_id: int, card_id: int) -> None:
+        """Record a flag's card, and update it if the flag changed since it was rendered (edited meanwhile)."""
+        revision = await self.bot.store.mark_posted(flag.id, channel_id, card_id)
+        if revision is not None and revision != flag.revision:
+            latest = await self.bot.store.flag(flag.id)
+            if latest is not None:
+                await refresh_card(self.bot, latest, shown=flag.revision)
 
     @tasks.loop(seconds=REPOST_INTERVAL_SECONDS)
     async def post_unposted(self) -> None:
@@ -284,7 +431,7 @@ class Moderation(commands.Cog):
                 read_at, already = time.monotonic(), await self._cards_in(channel_id, flag.guild_id, since)
                 cards[channel_id] = read_at, since, already
             if flag.id in already:
-                await self.bot.store.mark_posted(flag.id, channel_id, already[flag.id])
+                await self._posted(flag, channel_id, already[flag.id])
             else:
                 await self._post_claimed(flag, channel_id)
             recovered += 1

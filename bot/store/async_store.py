@@ -18,7 +18,7 @@ import datetime as dt
 import functools
 import json
 import logging
-from collections.abc import AsyncIterator, Callable, Coroutine, Sequence
+from collections.abc import AsyncIterator, Callable, Collection, Coroutine, Sequence
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from pathlib import Path
 from typing import Any, Concatenate, ParamSpec, TypeVar
@@ -34,11 +34,13 @@ from bot.store.engine import DEFAULT_POOL_SIZE, WRITE, create_engine, reader
 from bot.store.models import (
     AlreadyReviewedError,
     Flag,
+    FlaggedAs,
     FlagStatus,
     GuildConfig,
     Review,
     ReviewAction,
     excerpt,
+    text_hash,
 )
 from bot.store.read_cache import DEFAULT_TTL_S, ReadCache
 from bot.store.retry import retrying
@@ -86,6 +88,13 @@ _FLAG_COLUMNS = (
     flags.c.label,
     flags.c.score,
     flags.c.reasons,
+    flags.c.edited_at,
+    flags.c.deleted_at,
+    flags.c.first_excerpt,
+    flags.c.first_p_negative,
+    flags.c.first_reasons,
+    flags.c.below_threshold,
+    flags.c.revision,
 )
 
 
@@ -139,14 +148,38 @@ def _flag(row: sa.Row) -> Flag:
         modlog_channel_id=row.modlog_channel_id,
         modlog_message_id=row.modlog_message_id,
         reasons=_reasons(row),
+        edited_at=row.edited_at,
+        deleted_at=row.deleted_at,
+        first=_flagged_as(row),
+        below_threshold=bool(row.below_threshold),
+        revision=row.revision,
     )
 
 
 def _reasons(row: sa.Row) -> tuple[Reason, ...]:
     """A flag's reasons: as stored, or for a flag from before reasons, its one head, label and score."""
     if row.reasons:
-        return tuple(Reason.from_json(item) for item in json.loads(row.reasons))
+        return _parse_reasons(row.reasons)
     return (Reason(row.head, row.label, row.score if row.score is not None else row.p_negative),)
+
+
+def _flagged_as(row: sa.Row) -> FlaggedAs | None:
+    if row.first_excerpt is None:
+        return None
+    return FlaggedAs(row.first_excerpt, row.first_p_negative, _parse_reasons(row.first_reasons))
+
+
+def _parse_reasons(stored: str) -> tuple[Reason, ...]:
+    return tuple(Reason.from_json(item) for item in json.loads(stored))
+
+
+def _dump_reasons(reasons: Sequence[Reason]) -> str:
+    return json.dumps([reason.to_json() for reason in reasons])
+
+
+def _to_stored(instant: dt.datetime) -> dt.datetime:
+    """``instant`` cut to the millisecond, as every backend stores it, so that a replayed edit compares equal."""
+    return instant.replace(microsecond=instant.microsecond // 1000 * 1000)
 
 
 def _review(row: sa.Row) -> Review:
@@ -407,10 +440,12 @@ class AsyncStore:
         namespace: str,
         reasons: Sequence[Reason] = (),
         claim_post_s: float | None = None,
+        edited_at: dt.datetime | None = None,
     ) -> Flag | None:
         """Store a new open flag; ``None`` when this message is already flagged (a replayed event).
 
         ``reasons``: why, strongest first (none: sentiment's ``negative`` at ``p_negative``, as before reasons).
+        ``edited_at``: the message was flagged for this edit (a replay of it then changes nothing).
 
         ``claim_post_s``: the caller also takes the flag's post claim (:meth:`claim_post`) for that long, in the same
         statement: one transaction, and one disk sync, fewer per flag.
@@ -430,8 +465,10 @@ class AsyncStore:
                 head=top.head,
                 label=top.label,
                 score=float(top.score),
-                reasons=json.dumps([reason.to_json() for reason in reasons]),
+                reasons=_dump_reasons(reasons),
                 excerpt=excerpt(text),
+                text_hash=text_hash(text),
+                edited_at=_to_stored(edited_at) if edited_at is not None else None,
                 created_at=now,
                 vector=np.ascontiguousarray(vector, dtype="<f4").tobytes(),
                 namespace=namespace,
@@ -447,6 +484,97 @@ class AsyncStore:
     async def flag(self, flag_id: int) -> Flag | None:
         async with self._read() as db:
             return await self._flag_row(db, flag_id)
+
+    async def flag_of_message(self, guild_id: int, message_id: int) -> Flag | None:
+        """The flag raised on a message, if any (one indexed read: what an edit of an unflagged message costs)."""
+        query = sa.select(*_FLAG_COLUMNS).where(flags.c.guild_id == guild_id, flags.c.message_id == message_id)
+        async with self._read() as db:
+            row = (await db.execute(query)).first()
+        return _flag(row) if row is not None else None
+
+    @_finishes
+    async def edit_flag(
+        self,
+        flag_id: int,
+        *,
+        edited_at: dt.datetime,
+        text: str,
+        p_negative: float,
+        vector: np.ndarray,
+        namespace: str,
+        reasons: Sequence[Reason],
+        below_threshold: bool,
+    ) -> Flag | None:
+        """Re-score a flag after its message was edited: same id, review state and card; what it was first flagged
+        as is kept by the first edit. ``reasons``: the edit's, strongest first, or with ``below_threshold`` the first
+        reasons' heads at their new scores.
+
+        ``None``, writing nothing, when the message was deleted, the text is the one already scored, or this edit or
+        a later one was applied already (a replayed or late MESSAGE_UPDATE): one conditional UPDATE decides, so of
+        any number of processes handling the same edit, one applies it.
+        """
+        digest, edited_at = text_hash(text), _to_stored(edited_at)
+        top = reasons[0]
+        async with self._write() as db:
+            current = (await db.execute(sa.select(*_FLAG_COLUMNS).where(flags.c.id == flag_id))).first()
+            if current is None:
+                return None
+            statement = (
+                sa.update(flags)
+                .where(
+                    flags.c.id == flag_id,
+                    flags.c.deleted_at.is_(None),
+                    sa.or_(flags.c.edited_at.is_(None), flags.c.edited_at < edited_at),
+                    sa.or_(
+                        flags.c.text_hash != digest,
+                        sa.and_(flags.c.text_hash.is_(None), flags.c.excerpt != excerpt(text)),
+                    ),
+                )
+                .values(
+                    # a flag another writer edited meanwhile has these set already: COALESCE keeps its values
+                    first_excerpt=sa.func.coalesce(flags.c.first_excerpt, current.excerpt),
+                    first_p_negative=sa.func.coalesce(flags.c.first_p_negative, current.p_negative),
+                    first_reasons=sa.func.coalesce(flags.c.first_reasons, _dump_reasons(_reasons(current))),
+                    excerpt=excerpt(text),
+                    text_hash=digest,
+                    p_negative=float(p_negative),
+                    head=top.head,
+                    label=top.label,
+                    score=float(top.score),
+                    reasons=_dump_reasons(reasons),
+                    below_threshold=below_threshold,
+                    vector=np.ascontiguousarray(vector, dtype="<f4").tobytes(),
+                    namespace=namespace,
+                    edited_at=edited_at,
+                    revision=flags.c.revision + 1,
+                )
+                .returning(*_FLAG_COLUMNS)
+            )
+            row = (await db.execute(statement)).first()
+        return _flag(row) if row is not None else None
+
+    @_finishes
+    async def mark_deleted(self, guild_id: int, message_ids: Collection[int]) -> list[Flag]:
+        """Record that these messages were deleted; the flags this call marked (each flag is marked by one call, so
+        one caller updates its card however many saw the deletion). Most deleted messages were never flagged: a
+        read finds that out, without a write transaction."""
+        if not message_ids:
+            return []
+        where = (
+            flags.c.guild_id == guild_id, flags.c.message_id.in_(list(message_ids)), flags.c.deleted_at.is_(None)
+        )
+        async with self._read() as db:
+            if (await db.execute(sa.select(flags.c.id).where(*where).limit(1))).first() is None:
+                return []
+        statement = (
+            sa.update(flags)
+            .where(*where)
+            .values(deleted_at=utcnow(), revision=flags.c.revision + 1)
+            .returning(*_FLAG_COLUMNS)
+        )
+        async with self._write() as db:
+            rows = (await db.execute(statement)).all()
+        return [_flag(row) for row in rows]
 
     @staticmethod
     async def _flag_row(db: AsyncConnection, flag_id: int) -> Flag | None:
@@ -513,13 +641,17 @@ class AsyncStore:
             )
 
     @_finishes
-    async def mark_posted(self, flag_id: int, channel_id: int, message_id: int) -> None:
+    async def mark_posted(self, flag_id: int, channel_id: int, message_id: int) -> int | None:
+        """Record the flag's card; its revision now (a newer one than the card shows: an edit came meanwhile)."""
         async with self._write() as db:
-            await db.execute(
-                sa.update(flags)
-                .where(flags.c.id == flag_id)
-                .values(modlog_channel_id=channel_id, modlog_message_id=message_id, post_claimed_until=None)
-            )
+            return (
+                await db.execute(
+                    sa.update(flags)
+                    .where(flags.c.id == flag_id)
+                    .values(modlog_channel_id=channel_id, modlog_message_id=message_id, post_claimed_until=None)
+                    .returning(flags.c.revision)
+                )
+            ).scalar_one_or_none()
 
     @_finishes
     async def review_flag(
@@ -537,7 +669,7 @@ class AsyncStore:
                 await db.execute(
                     sa.update(flags)
                     .where(flags.c.id == flag_id, flags.c.status == seen.value)
-                    .values(status=action.status.value)
+                    .values(status=action.status.value, revision=flags.c.revision + 1)
                     .returning(*_FLAG_COLUMNS, flags.c.vector, flags.c.namespace)
                 )
             ).first()
@@ -545,15 +677,7 @@ class AsyncStore:
                 current = await self._flag_row(db, flag_id)
                 if current is None:
                     raise KeyError(f"no flag {flag_id}")
-                latest = (
-                    await db.execute(
-                        sa.select(flag_reviews)
-                        .where(flag_reviews.c.flag_id == flag_id)
-                        .order_by(flag_reviews.c.id.desc())
-                        .limit(1)
-                    )
-                ).first()
-                raise AlreadyReviewedError(current, _review(latest) if latest is not None else None)
+                raise AlreadyReviewedError(current, await self._latest_review(db, flag_id))
             await db.execute(
                 sa.insert(flag_reviews).values(
                     flag_id=flag_id,
@@ -581,6 +705,17 @@ class AsyncStore:
                 )
             )
         return _flag(row)
+
+    async def latest_review(self, flag_id: int) -> Review | None:
+        """The flag's latest review: who the card names as having decided."""
+        async with self._read() as db:
+            return await self._latest_review(db, flag_id)
+
+    @staticmethod
+    async def _latest_review(db: AsyncConnection, flag_id: int) -> Review | None:
+        query = sa.select(flag_reviews).where(flag_reviews.c.flag_id == flag_id).order_by(flag_reviews.c.id.desc())
+        latest = (await db.execute(query.limit(1))).first()
+        return _review(latest) if latest is not None else None
 
     async def reviews(self, flag_id: int) -> list[Review]:
         async with self._read() as db:

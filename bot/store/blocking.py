@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
-from collections.abc import Coroutine
+from collections.abc import Collection, Coroutine
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -101,8 +101,20 @@ class Store:
     def claim_post(self, flag_id: int, seconds: float) -> Flag | None:
         return self._run(self._store.claim_post(flag_id, seconds))
 
-    def mark_posted(self, flag_id: int, channel_id: int, message_id: int) -> None:
-        self._run(self._store.mark_posted(flag_id, channel_id, message_id))
+    def mark_posted(self, flag_id: int, channel_id: int, message_id: int) -> int | None:
+        return self._run(self._store.mark_posted(flag_id, channel_id, message_id))
+
+    def flag_of_message(self, guild_id: int, message_id: int) -> Flag | None:
+        return self._run(self._store.flag_of_message(guild_id, message_id))
+
+    def edit_flag(self, flag_id: int, **values: Any) -> Flag | None:
+        return self._run(self._store.edit_flag(flag_id, **values))
+
+    def mark_deleted(self, guild_id: int, message_ids: Collection[int]) -> list[Flag]:
+        return self._run(self._store.mark_deleted(guild_id, message_ids))
+
+    def latest_review(self, flag_id: int) -> Review | None:
+        return self._run(self._store.latest_review(flag_id))
 
     def review_flag(
         self, flag_id: int, moderator_id: int, action: ReviewAction, *, seen: FlagStatus = FlagStatus.OPEN

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import enum
+import hashlib
 from dataclasses import dataclass, field
 
 from classifier.flag_policy import DEFAULT_FLAG_ON, DEFAULT_FLAG_THRESHOLD, Reason
@@ -72,6 +73,15 @@ class GuildConfig:
 
 
 @dataclass(frozen=True)
+class FlaggedAs:
+    """A flag's text and scores as it was raised, before its message was edited."""
+
+    excerpt: str
+    p_negative: float
+    reasons: tuple[Reason, ...]
+
+
+@dataclass(frozen=True)
 class Flag:
     """A flagged message (without its vector)."""
 
@@ -87,6 +97,12 @@ class Flag:
     modlog_channel_id: int | None
     modlog_message_id: int | None
     reasons: tuple[Reason, ...] = ()  # strongest first; none given: sentiment's negative, as before reasons
+    edited_at: dt.datetime | None = None  # the message's latest edit that re-scored the flag
+    deleted_at: dt.datetime | None = None  # when the bot heard the message was deleted
+    #: What it was first flagged as, once an edit replaced ``excerpt``, ``p_negative`` and ``reasons`` (else None).
+    first: FlaggedAs | None = None
+    below_threshold: bool = False  # the latest edit no longer passes the flag policy; ``reasons`` are its scores
+    revision: int = 0  # bumped by each change a card shows
 
     def __post_init__(self) -> None:
         if not self.reasons:
@@ -128,3 +144,8 @@ def excerpt(text: str, limit: int = EXCERPT_CHARS) -> str:
     """The first ``limit`` characters of ``text`` on one line, with an ellipsis when cut."""
     flat = " ".join(replace_surrogates(text).split())
     return flat if len(flat) <= limit else flat[: limit - 1] + "…"
+
+
+def text_hash(text: str) -> str:
+    """SHA-256 of ``text`` (hex): tells an edit that changed the text from an update that left it as classified."""
+    return hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()

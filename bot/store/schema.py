@@ -115,6 +115,19 @@ flags = sa.Table(
     sa.Column("namespace", sa.Text, nullable=False),
     # Until when one process owns posting this flag's card; a process that dies releases it by letting it lapse.
     sa.Column("post_claimed_until", Timestamp),
+    # SHA-256 of the text last classified: an edit that leaves it unchanged (an embed update) changes nothing.
+    sa.Column("text_hash", sa.Text),
+    # The message's latest edit applied (Discord's edited_timestamp: later edits only) and when it was deleted.
+    sa.Column("edited_at", Timestamp),
+    sa.Column("deleted_at", Timestamp),
+    # What the flag was raised with, kept by the first edit; excerpt, p_negative and reasons then follow the edits.
+    sa.Column("first_excerpt", sa.Text),
+    sa.Column("first_p_negative", sa.Double),
+    sa.Column("first_reasons", sa.Text),
+    # The latest edit scores below the policy: ``reasons`` then hold the first reasons' heads at their new scores.
+    sa.Column("below_threshold", sa.Boolean, nullable=False, server_default=sa.false()),
+    # Bumped by every change a card shows (edit, deletion, review): a card rendered at an older one is stale.
+    sa.Column("revision", sa.Integer, nullable=False, server_default="0"),
     sa.UniqueConstraint("guild_id", "message_id", name="flags_guild_message"),
     sa.CheckConstraint("status IN ('open', 'confirmed', 'dismissed', 'deleted')", name="flags_status"),
     sa.Index("flags_by_status", "guild_id", "status", "id"),

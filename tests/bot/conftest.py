@@ -56,10 +56,13 @@ def open_store(settings: Settings) -> Iterator[Callable[[], Store]]:
 @pytest.fixture
 def start_bot(settings: Settings, shipped_classifier: Classifier) -> Callable[..., AsyncIterator[BotService]]:
     """``async with start_bot() as service:`` runs the bot; ``model=`` another classifier, settings overrides as
-    keywords."""
+    keywords. The model is loaded and run once first, as ``moodbot run`` does before it connects, so that no test's
+    first message waits for the model to load."""
 
     def start(model: Classifier | None = None, **overrides: object):
-        return running_bot(replace(settings, **overrides), model or shipped_classifier)
+        classifier = model or shipped_classifier
+        classifier.warm_up()
+        return running_bot(replace(settings, **overrides), classifier)
 
     return start
 

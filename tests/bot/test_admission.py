@@ -1,4 +1,5 @@
-"""Admission control (bot/admission.py) on real discord.py messages parsed from the fake server's payloads."""
+"""Admission control (bot/admission.py) on real discord.py messages parsed from the fake server's payloads: the
+backlog, and the order of a message's new-message, edit and deletion items."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ import logging
 import discord
 import pytest
 
-from bot.admission import MessageAdmission
+from bot.admission import MessageAdmission, MessageDeletion, MessageEdit, MessageOrder, Work
 from tests.support.bot import parsed_guild, parsed_message
 from tests.support.fake_discord import FakeDiscordServer, seed_default
 
@@ -81,3 +82,42 @@ async def test_drain_stops_after_its_timeout_and_counts_what_is_left() -> None:
 def test_bounds_must_be_positive() -> None:
     with pytest.raises(ValueError, match="concurrency"):
         MessageAdmission(concurrency=0)
+
+
+async def test_the_items_of_one_message_run_one_after_the_other_in_the_order_admitted() -> None:
+    first, other = await messages(2)
+    assert first.guild is not None
+    deletion = MessageDeletion(first.guild.id, first.channel.id, frozenset({first.id, other.id}))
+    items: list[Work] = [first, MessageEdit(first), other, deletion]
+    events: list[str] = []
+    release = asyncio.Event()
+
+    async def handle(item: Work) -> None:
+        label = f"{type(item).__name__}:{getattr(item, 'content', '')}"
+        events.append(f"start {label}")
+        if item is first:
+            await release.wait()
+        events.append(f"end {label}")
+
+    admission = MessageAdmission(concurrency=4, backlog=10)
+    admission.start(handle)
+    for item in items:
+        await admission.submit(item)
+    await asyncio.sleep(0.05)
+    # the other message runs at once; the edit waits for its message, the deletion (of both) for the edit
+    assert events == ["start Message:message 0", "start Message:message 1", "end Message:message 1"]
+    release.set()
+    assert await admission.drain(10) == 0
+    assert events[3:] == [
+        "end Message:message 0", "start MessageEdit:", "end MessageEdit:", "start MessageDeletion:",
+        "end MessageDeletion:",
+    ]
+    assert (admission.stats.admitted, admission.stats.edits, admission.stats.deletions) == (4, 1, 1)
+
+
+async def test_message_order_forgets_a_message_once_its_work_is_done() -> None:
+    order = MessageOrder()
+    async with order.hold([2, 1]):
+        async with order.hold([3]):
+            assert len(order) == 3
+    assert len(order) == 0

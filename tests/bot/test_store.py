@@ -7,6 +7,7 @@ would have; nothing is mocked.
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
 import sqlite3
 import time
 from collections.abc import Iterator
@@ -19,7 +20,17 @@ from alembic.runtime.migration import MigrationContext
 from sqlalchemy import event
 
 from bot.settings import SettingsError, load_settings
-from bot.store import AlreadyReviewedError, AsyncStore, FlagStatus, ReviewAction, Store, StoreError, admin, excerpt
+from bot.store import (
+    AlreadyReviewedError,
+    AsyncStore,
+    FlaggedAs,
+    FlagStatus,
+    ReviewAction,
+    Store,
+    StoreError,
+    admin,
+    excerpt,
+)
 from bot.store.engine import BUSY_TIMEOUT_MS, resolve_url
 from bot.store.migrate import head_revision
 from bot.store.schema import metadata
@@ -354,6 +365,72 @@ def test_a_review_of_a_status_already_changed_writes_nothing(store: Store) -> No
     assert taken.value.flag.status is FlagStatus.CONFIRMED and taken.value.review.moderator_id == 42
     assert "already confirmed by moderator 42" in str(taken.value)
     assert len(store.reviews(flag.id)) == 1 and store.feedback_examples(NAMESPACE)[1].tolist() == [0]
+
+
+def edit(store: Store, flag_id: int, edited_at: dt.datetime, text: str, score: float = 0.1, **values: object):
+    """Apply an edit scored ``score`` (below the threshold unless ``below_threshold=False``)."""
+    reason = Reason("sentiment", "negative", score)
+    return store.edit_flag(
+        flag_id, edited_at=edited_at, text=text, p_negative=score, vector=np.full(8, score, np.float32),
+        namespace=NAMESPACE, reasons=[reason], below_threshold=values.get("below_threshold", True),
+    )
+
+
+def test_an_edit_rescores_the_flag_in_place_and_keeps_what_it_was_first(store: Store) -> None:
+    flag, _ = add_flag(store, 1, text="you are an idiot")
+    store.mark_posted(flag.id, 99, 1234)
+    reviewed = store.review_flag(flag.id, 42, ReviewAction.CONFIRM)
+    first_edit = dt.datetime(2025, 1, 1, 12, 0, 0, 123456, tzinfo=dt.UTC)
+    edited = edit(store, flag.id, first_edit, "sorry, I take it back")
+    assert (edited.id, edited.status, edited.modlog_message_id) == (flag.id, FlagStatus.CONFIRMED, 1234)
+    assert edited.excerpt == "sorry, I take it back" and edited.p_negative == pytest.approx(0.1)
+    assert edited.below_threshold and edited.revision == reviewed.revision + 1 == 2
+    assert edited.first == FlaggedAs("you are an idiot", 0.95, flag.reasons)
+    assert edited.edited_at == first_edit.replace(microsecond=123000)  # stored to the millisecond
+
+    second = edit(store, flag.id, first_edit + dt.timedelta(seconds=5), "you really are an idiot", 0.97,
+                  below_threshold=False)
+    assert second.excerpt == "you really are an idiot" and not second.below_threshold
+    assert second.first == edited.first  # the first edit kept it; later ones leave it
+    assert store.flag_of_message(1, 1) == store.flag(flag.id) == second
+
+
+def test_a_replayed_late_or_unchanged_edit_writes_nothing(store: Store) -> None:
+    flag, _ = add_flag(store, 1, text="awful")
+    at = dt.datetime(2025, 1, 1, tzinfo=dt.UTC)
+    assert edit(store, flag.id, at, "fine now") is not None
+    assert edit(store, flag.id, at, "fine now") is None  # a replayed MESSAGE_UPDATE
+    assert edit(store, flag.id, at - dt.timedelta(seconds=1), "an older edit, handled late") is None
+    assert edit(store, flag.id, at + dt.timedelta(seconds=1), "fine now") is None  # same text: an embed update
+    assert store.flag(flag.id).revision == 1 and store.flag(flag.id).excerpt == "fine now"
+    assert edit(store, 999, at, "no such flag") is None
+
+
+def test_a_deletion_is_marked_once_and_stops_edits(store: Store) -> None:
+    flag, _ = add_flag(store, 1)
+    other, _ = add_flag(store, 2)
+    [deleted] = store.mark_deleted(1, [1, 3])  # a bulk delete: message 3 was never flagged
+    assert deleted.id == flag.id and deleted.deleted_at is not None and deleted.revision == 1
+    assert store.mark_deleted(1, [1]) == [] and store.mark_deleted(2, [2]) == []  # marked already; another guild
+    assert edit(store, flag.id, dt.datetime(2025, 1, 1, tzinfo=dt.UTC), "edited after it was deleted") is None
+    assert store.flag(other.id).deleted_at is None and store.mark_posted(flag.id, 99, 1234) == 1
+
+
+async def test_of_processes_seeing_one_deletion_or_edit_one_applies_it(two_stores) -> None:
+    first, second = two_stores
+    ids = await add_flags(first, 10)
+    marked = await asyncio.gather(*(store.mark_deleted(1, range(5)) for store in (first, second, first)))
+    assert sorted(flag.id for flags in marked for flag in flags) == ids[:5]
+    at = dt.datetime(2025, 1, 1, tzinfo=dt.UTC)
+    edits = await asyncio.gather(*(
+        store.edit_flag(
+            flag_id, edited_at=at, text="edited", p_negative=0.2, vector=np.zeros(8, np.float32), namespace=NAMESPACE,
+            reasons=[Reason("sentiment", "negative", 0.2)], below_threshold=True,
+        )
+        for flag_id in ids[5:] for store in (first, second)
+    ))
+    assert sorted(flag.id for flag in edits if flag is not None) == ids[5:]
+    assert [(await second.latest_review(flag_id)) for flag_id in ids[5:]] == [None] * 5
 
 
 def test_feedback_examples_by_namespace_and_guild(url: str) -> None:

@@ -7,8 +7,9 @@ from dataclasses import replace
 
 import discord
 
-from bot.cogs.moderation import flag_embed
-from bot.store import Flag, FlagStatus, excerpt
+from bot.cogs.moderation import FlagButton, flag_embed, flag_view
+from bot.store import Flag, FlaggedAs, FlagStatus, ReviewAction, excerpt
+from classifier.flag_policy import Reason
 
 CREATED = dt.datetime(2024, 1, 2, 3, 4, 5, tzinfo=dt.UTC)
 FLAG = Flag(id=7, guild_id=1, channel_id=2, message_id=3, author_id=4, p_negative=0.934, excerpt="this is awful",
@@ -54,3 +55,54 @@ def test_longest_excerpt_fits_discord_limits_even_fully_escaped() -> None:
     worst = excerpt("*" * 10_000)  # every character doubles when escaped
     embed = flag_embed(replace(FLAG, excerpt=worst))
     assert worst.endswith("…") and len(embed.description) <= DESCRIPTION_LIMIT and len(embed) <= EMBED_LIMIT
+
+
+EDITED_AT = dt.datetime(2024, 1, 2, 4, 0, 0, tzinfo=dt.UTC)
+#: FLAG once its message was edited into something harmless.
+HARMLESS_EDIT = replace(
+    FLAG, excerpt="sorry, my bad", p_negative=0.12, reasons=(Reason("sentiment", "negative", 0.12),),
+    edited_at=EDITED_AT, first=FlaggedAs("this is awful", 0.934, FLAG.reasons), below_threshold=True, revision=1,
+)
+FIELD_LIMIT = 1024
+
+
+def fields(embed: discord.Embed) -> dict[str, str]:
+    return {field.name: field.value for field in embed.fields}
+
+
+def delete_disabled(view: discord.ui.View) -> bool:
+    [delete] = [item for item in view.children if isinstance(item, FlagButton) and item.action is ReviewAction.DELETE]
+    return delete.item.disabled
+
+
+def test_an_edited_card_shows_the_new_text_and_what_it_was_first_flagged_as() -> None:
+    embed = flag_embed(HARMLESS_EDIT)
+    assert embed.title == "Flagged message · edited · open" and embed.description == ">>> sorry, my bad"
+    shown = fields(embed)
+    assert shown["Why"] == "Negative 0.93" and shown["Sentiment"] == "p_negative 0.12 (was 0.93)"
+    assert shown["Edited"] == f"<t:{int(EDITED_AT.timestamp())}:R>; now below the flag threshold: Negative 0.12"
+    assert shown["Before the edit"] == ">>> this is awful"
+    still = flag_embed(replace(HARMLESS_EDIT, below_threshold=False, reasons=(Reason("sentiment", "negative", 0.9),)))
+    assert fields(still)["Edited"].endswith("; now Negative 0.90")
+    raised_by_edit = flag_embed(replace(FLAG, edited_at=EDITED_AT))
+    assert fields(raised_by_edit)["Edited"].endswith("; flagged as edited") and "Before the edit" not in fields(
+        raised_by_edit
+    )
+
+
+async def test_a_deleted_message_is_marked_and_its_delete_button_disabled() -> None:
+    deleted = replace(FLAG, deleted_at=EDITED_AT)
+    embed = flag_embed(deleted)
+    assert embed.title == "Flagged message · deleted · open"
+    assert fields(embed)["Message"] == f"Deleted <t:{int(EDITED_AT.timestamp())}:R> (by whom unknown)"
+    assert delete_disabled(flag_view(deleted)) and not delete_disabled(flag_view(FLAG))
+    by_moderator = flag_embed(replace(deleted, status=FlagStatus.DELETED), reviewer_id=9, reviewed_at=EDITED_AT)
+    assert fields(by_moderator)["Message"] == f"Deleted <t:{int(EDITED_AT.timestamp())}:R>"
+    assert fields(by_moderator)["Reviewed"] == f"Deleted by <@9> <t:{int(EDITED_AT.timestamp())}:R>"
+
+
+def test_an_edited_card_of_the_longest_texts_fits_discord_limits() -> None:
+    worst = excerpt("*" * 10_000)
+    embed = flag_embed(replace(HARMLESS_EDIT, excerpt=worst, first=FlaggedAs(worst, 0.9, FLAG.reasons)))
+    assert len(embed.description) <= DESCRIPTION_LIMIT and len(embed) <= EMBED_LIMIT
+    assert all(len(field.value) <= FIELD_LIMIT for field in embed.fields)

@@ -244,6 +244,20 @@ async def delete_message(request: web.Request) -> web.Response:
     return no_content()
 
 
+async def bulk_delete_messages(request: web.Request) -> web.Response:
+    """Discord's bulk delete: 2 to 100 message ids of the channel, unknown ones refused."""
+    server, channel = server_of(request), _channel(request)
+    ids = [int(i) for i in (record_of(request).json or {}).get("messages", [])]
+    if not 2 <= len(ids) <= 100:
+        raise ApiError(400, "Invalid Form Body: messages must hold 2 to 100 ids", 50035)
+    found = [server.message(i) for i in ids]
+    messages = [m for m in found if m is not None and not m.deleted and m.channel_id == channel.id]
+    if len(messages) != len(ids):
+        raise ApiError(404, "Unknown Message", 10008)
+    await server.delete_messages(channel.id, messages)
+    return no_content()
+
+
 async def put_reaction(request: web.Request) -> web.Response:
     msg = _message(request)
     emoji = request.match_info["emoji"]
@@ -361,6 +375,7 @@ def add_routes(app: web.Application) -> None:
     r.add_post(f"{ch}/typing", post_typing)
     r.add_post(f"{ch}/messages", post_message)
     r.add_get(f"{ch}/messages", get_messages)
+    r.add_post(f"{ch}/messages/bulk-delete", bulk_delete_messages)
     msg = f"{ch}/messages/{{message_id:\\d+}}"
     r.add_get(msg, get_message)
     r.add_patch(msg, patch_message)

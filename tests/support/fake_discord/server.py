@@ -557,6 +557,21 @@ class FakeDiscordServer:
             self.gateway.dispatch("MESSAGE_DELETE", event, intent=GUILD_MESSAGES)
         self.notify()
 
+    async def delete_messages(self, channel_id: int, messages: Sequence[FakeMessage]) -> None:
+        """Remove several messages of one channel from history and dispatch one MESSAGE_DELETE_BULK."""
+        history = self._history.get(channel_id, [])
+        for msg in messages:
+            msg.deleted = True
+            if msg in history:
+                history.remove(msg)
+        event = {
+            "ids": [str(msg.id) for msg in messages],
+            "channel_id": str(channel_id),
+            "guild_id": str(self.channels[channel_id].guild_id),
+        }
+        self.gateway.dispatch("MESSAGE_DELETE_BULK", event, intent=GUILD_MESSAGES)
+        self.notify()
+
     # ------------------------------------------------------------------ event injection
 
     async def send_message(
