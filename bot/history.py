@@ -54,7 +54,8 @@ class HistoryRecorder:
         """Count one classified message (no text, no author: only its class, probabilities and moderation scores)."""
         key = HistoryKey(guild_id, channel_id, hour_of(when or dt.datetime.now(dt.UTC)))
         counts = self._pending.setdefault(key, MoodCounts())
-        setattr(counts, prediction.label, getattr(counts, prediction.label) + 1)
+        label = prediction.label  # an argmax: once
+        setattr(counts, label, getattr(counts, label) + 1)
         counts.sum_p_negative += prediction.p_negative
         counts.sum_p_positive += prediction.p_positive
         harmful = {reason.head for reason in flag_reasons(prediction, HARMFUL_ONLY)}

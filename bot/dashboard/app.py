@@ -14,6 +14,7 @@ from aiohttp import web
 from aiohttp_session import setup as setup_sessions
 from aiohttp_session.cookie_storage import EncryptedCookieStorage
 
+from bot.cogs.moderation import describe_reasons
 from bot.dashboard import auth, pages
 from bot.dashboard.access import DiscordUnavailableError, NoAccessError
 from bot.dashboard.csrf import csrf_middleware
@@ -79,7 +80,10 @@ async def create_app(settings: Settings, store: AsyncStore, client: discord.Clie
     )
     setup_sessions(app, storage)
     app.middlewares.append(csrf_middleware(base_url))
-    aiohttp_jinja2.setup(app, loader=jinja2.FileSystemLoader(HERE / "templates"), autoescape=True)
+    aiohttp_jinja2.setup(
+        app, loader=jinja2.FileSystemLoader(HERE / "templates"), autoescape=True,
+        filters={"reasons": describe_reasons},  # a flag's reasons as the mod-log card says them
+    )
     app[CONFIG] = DiscordLogin(
         client, DiscordUrls(settings.discord_api_base), base_url, dashboard.client_secret, dashboard.client_id
     )
