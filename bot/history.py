@@ -1,7 +1,9 @@
 """The mood-history recorder: counts classified messages in memory and writes them as hourly aggregates.
 
-Messages add to an in-memory tally per guild, channel and hour; :meth:`HistoryRecorder.flush` writes the whole
-tally as one upsert per key in one transaction, every ``flush_seconds`` and at shutdown. A failed write puts its
+Messages add to an in-memory tally per guild, channel and hour (classes, probabilities, and per moderation head
+the messages it scored, those at or above its own threshold and the sum of its scores);
+:meth:`HistoryRecorder.flush` writes the whole tally as one upsert per key in one transaction, every
+``flush_seconds`` and at shutdown. A failed write puts its
 counts back into the tally, so nothing is lost to a database hiccup; a crash loses at most one interval.
 Retention runs from the same loop: hours older than ``retention_days`` are deleted once an hour.
 """
@@ -16,9 +18,13 @@ import time
 import sqlalchemy as sa
 
 from bot.store.history import HistoryKey, HistoryStore, MoodCounts, hour_of
+from classifier.flag_policy import HARMFUL, flag_reasons
 from classifier.inference.prediction import Prediction
 
 log = logging.getLogger(__name__)
+
+#: The policy that says which heads scored a message at or above their own thresholds, whatever the guild flags on.
+HARMFUL_ONLY = frozenset({HARMFUL})
 
 FLUSH_SECONDS = 10.0
 PRUNE_SECONDS = 3600.0
@@ -45,12 +51,20 @@ class HistoryRecorder:
         return len(self._pending)
 
     def record(self, guild_id: int, channel_id: int, prediction: Prediction, when: dt.datetime | None = None) -> None:
-        """Count one classified message (no text, no author: only its class and probabilities)."""
+        """Count one classified message (no text, no author: only its class, probabilities and moderation scores)."""
         key = HistoryKey(guild_id, channel_id, hour_of(when or dt.datetime.now(dt.UTC)))
         counts = self._pending.setdefault(key, MoodCounts())
-        setattr(counts, prediction.label, getattr(counts, prediction.label) + 1)
+        label = prediction.label  # an argmax: once
+        setattr(counts, label, getattr(counts, label) + 1)
         counts.sum_p_negative += prediction.p_negative
         counts.sum_p_positive += prediction.p_positive
+        harmful = {reason.head for reason in flag_reasons(prediction, HARMFUL_ONLY)}
+        counts.harmful += bool(harmful)
+        for head, score in prediction.signals.items():  # only the heads this message's path has
+            signal = counts.signal(head)
+            signal.scored += 1
+            signal.flagged += head in harmful
+            signal.sum_score += score
 
     async def flush(self) -> int:
         """Write the tally (one upsert per key); on failure keep it for the next flush. Returns rows written."""

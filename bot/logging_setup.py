@@ -38,5 +38,6 @@ def configure_logging(level: str = "INFO", secrets: Iterable[str | None] = ()) -
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level)
-    for noisy in ("matplotlib", "PIL", "urllib3", "filelock", "alembic"):
+    # aiosqlite's debug lines show every statement's parameters: message excerpts, the dashboard's session key
+    for noisy in ("matplotlib", "PIL", "urllib3", "filelock", "alembic", "aiosqlite"):
         logging.getLogger(noisy).setLevel(logging.WARNING)

@@ -40,7 +40,7 @@ class DashboardSettings:
     public_url: str | None = None  # None: http://HOST:PORT
     client_id: int | None = None  # None: the bot's application id
     client_secret: str | None = field(default=None, repr=False)
-    session_key: str | None = field(default=None, repr=False)  # a Fernet key; None: a new one per process
+    session_key: str | None = field(default=None, repr=False)  # a Fernet key; None: the one kept in the database
 
     @property
     def base_url(self) -> str:

@@ -13,8 +13,8 @@ import jinja2
 from aiohttp import web
 from aiohttp_session import setup as setup_sessions
 from aiohttp_session.cookie_storage import EncryptedCookieStorage
-from cryptography.fernet import Fernet
 
+from bot.cogs.moderation import describe_reasons
 from bot.dashboard import auth, pages
 from bot.dashboard.access import DiscordUnavailableError, NoAccessError
 from bot.dashboard.csrf import csrf_middleware
@@ -62,13 +62,17 @@ async def _error(request: web.Request, status: int, message: str) -> web.Respons
     return await pages.render(request, "error.html", {"status": status, "message": message}, status=status)
 
 
-def create_app(settings: Settings, store: AsyncStore, client: discord.Client) -> web.Application:
-    """The dashboard over ``store``, asking Discord through ``client`` (the bot, or a REST-only login)."""
+async def create_app(settings: Settings, store: AsyncStore, client: discord.Client) -> web.Application:
+    """The dashboard over ``store``, asking Discord through ``client`` (the bot, or a REST-only login).
+
+    The cookie key is ``MOODBOT_DASHBOARD_SESSION_KEY`` if set, else the one kept in the database: logins survive
+    restarts, and dashboard processes over one database accept each other's cookies."""
     dashboard = settings.dashboard
     if not dashboard.client_secret:
         raise ValueError("the dashboard needs DISCORD_CLIENT_SECRET (the OAuth2 client secret of the application)")
     base_url = dashboard.base_url
-    key = dashboard.session_key or Fernet.generate_key().decode()
+    stores = Stores(store, HistoryStore(store), DashboardStore(store))
+    key = dashboard.session_key or await stores.dashboard.session_key()
     app = web.Application(middlewares=[error_pages])
     storage = EncryptedCookieStorage(
         base64.urlsafe_b64decode(key), cookie_name=SESSION_COOKIE, httponly=True, samesite="Lax",
@@ -76,11 +80,14 @@ def create_app(settings: Settings, store: AsyncStore, client: discord.Client) ->
     )
     setup_sessions(app, storage)
     app.middlewares.append(csrf_middleware(base_url))
-    aiohttp_jinja2.setup(app, loader=jinja2.FileSystemLoader(HERE / "templates"), autoescape=True)
+    aiohttp_jinja2.setup(
+        app, loader=jinja2.FileSystemLoader(HERE / "templates"), autoescape=True,
+        filters={"reasons": describe_reasons},  # a flag's reasons as the mod-log card says them
+    )
     app[CONFIG] = DiscordLogin(
         client, DiscordUrls(settings.discord_api_base), base_url, dashboard.client_secret, dashboard.client_id
     )
-    app[STORES] = Stores(store, HistoryStore(store), DashboardStore(store))
+    app[STORES] = stores
     app.router.add_get("/login", auth.login)
     app.router.add_get("/oauth/callback", auth.callback)
     app.router.add_post("/logout", auth.logout)
@@ -94,13 +101,15 @@ class DashboardServer:
 
     def __init__(self, settings: Settings, store: AsyncStore, client: discord.Client) -> None:
         self.settings = settings
-        self.app = create_app(settings, store, client)
+        self.store = store
+        self.client = client
         self._runner: web.AppRunner | None = None
         self.port: int | None = None
 
     async def start(self) -> None:
         dashboard = self.settings.dashboard
-        self._runner = web.AppRunner(self.app, handle_signals=False, access_log=None)
+        app = await create_app(self.settings, self.store, self.client)
+        self._runner = web.AppRunner(app, handle_signals=False, access_log=None)
         await self._runner.setup()
         await web.TCPSite(self._runner, dashboard.host, dashboard.port).start()
         self.port = self._runner.addresses[0][1]

@@ -18,6 +18,7 @@ import aiohttp_jinja2
 from aiohttp import web
 from aiohttp_session import get_session
 
+from bot.cogs.moderation import REASON_NAMES
 from bot.dashboard import settings_form
 from bot.dashboard.access import GuildAccess, NoAccessError, guild_access
 from bot.dashboard.auth import User, require_user
@@ -28,7 +29,7 @@ from bot.dashboard.review import review
 from bot.dashboard.urls import safe_next
 from bot.store import FlagStatus, ReviewAction
 from bot.store.dashboard import FlagFilter
-from bot.store.history import MoodCounts, hour_of
+from bot.store.history import MoodCounts, SignalCounts, hour_of, hour_start
 
 log = logging.getLogger(__name__)
 
@@ -97,16 +98,20 @@ async def overview(request: web.Request) -> web.Response:
     stores = request.app[STORES]
     since = hour_of(dt.datetime.now(dt.UTC)) - RANGES[chosen] + 1
     channels = await stores.history.by_channel(access.guild.id, since)
+    flagged = await stores.dashboard.flags_by_channel(access.guild.id, hour_start(since))
     total = MoodCounts()
     for counts in channels.values():
         total.add(counts)
-    rows = sorted(
-        ({"name": access.channel_name(cid), "counts": counts} for cid, counts in channels.items()),
+    rows = sorted(  # a channel with flags but no history (history off) still shows its flags
+        ({"name": access.channel_name(cid), "counts": channels.get(cid, MoodCounts()), "flags": flagged.get(cid, 0)}
+         for cid in channels.keys() | flagged.keys()),
         key=lambda row: (-row["counts"].share("negative"), row["name"]),
     )
+    signals = [(REASON_NAMES[head], total.signals[head]) for head in REASON_NAMES if head in total.signals]
     context = {
         "access": access, "tab": "overview", "range": chosen, "ranges": list(RANGES), "total": total,
-        "rows": rows, "flag_counts": await stores.dashboard.flag_counts(access.guild.id),
+        "rows": rows, "signals": signals, "flags_in_range": sum(flagged.values()),
+        "flag_counts": await stores.dashboard.flag_counts(access.guild.id),
     }
     return await render(request, "overview.html", context)
 
@@ -128,10 +133,16 @@ async def history_json(request: web.Request) -> web.Response:
         "hours": [
             {"hour": hour, "start": f"{dt.datetime.fromtimestamp(hour * 3600, dt.UTC):%Y-%m-%dT%H:%MZ}",
              "negative": c.negative, "neutral": c.neutral, "positive": c.positive,
-             "mean_mood": None if c.mean_mood is None else round(c.mean_mood, 4)}
+             "mean_mood": None if c.mean_mood is None else round(c.mean_mood, 4), "harmful": c.harmful,
+             "signals": {head: _signal_json(signal) for head, signal in sorted(c.signals.items())}}
             for hour, c in hours.items()
         ],
     })
+
+
+def _signal_json(signal: SignalCounts) -> dict[str, object]:
+    mean = signal.mean_score
+    return {"scored": signal.scored, "flagged": signal.flagged, "mean_score": None if mean is None else round(mean, 4)}
 
 
 @routes.get("/g/{guild_id}/chart.png")
@@ -152,15 +163,17 @@ def _day(raw: str, what: str) -> dt.datetime | None:
 
 def _queue_filter(request: web.Request, access: GuildAccess) -> tuple[FlagFilter, dict[str, str]]:
     query = request.query
-    shown = {name: query.get(name, "") for name in ("status", "channel", "since", "until")}
+    shown = {name: query.get(name, "") for name in ("status", "channel", "reason", "since", "until")}
     shown["status"] = shown["status"] or FlagStatus.OPEN.value
     if shown["status"] != "all" and shown["status"] not in set(FlagStatus):
         raise web.HTTPBadRequest(text=f"status must be all or one of {', '.join(FlagStatus)}.")
+    if shown["reason"] and shown["reason"] not in REASON_NAMES:
+        raise web.HTTPBadRequest(text=f"reason must be one of {', '.join(REASON_NAMES)}.")
     status = None if shown["status"] == "all" else FlagStatus(shown["status"])
     channel_id = _int(shown["channel"], "channel") if shown["channel"] else None
     until = _day(shown["until"], "until")
     selection = FlagFilter(
-        channel_ids=access.reviewable_channels, status=status, channel_id=channel_id,
+        channel_ids=access.reviewable_channels, status=status, channel_id=channel_id, head=shown["reason"] or None,
         since=_day(shown["since"], "since"), until=until + dt.timedelta(days=1) if until else None,
     )
     return selection, shown
@@ -178,7 +191,7 @@ async def queue(request: web.Request) -> web.Response:
     pages = max(1, -(-total // QUEUE_PAGE_SIZE))
     context = {
         "access": access, "tab": "queue", "flags": flags, "total": total, "page": page, "pages": pages,
-        "shown": shown, "statuses": list(FlagStatus), "actions": list(ReviewAction),
+        "shown": shown, "statuses": list(FlagStatus), "reasons": REASON_NAMES, "actions": list(ReviewAction),
         "channels": [c for c in access.text_channels if c.id in selection.channel_ids],
         "page_url": lambda n: f"{request.path}?{urlencode({**shown, 'page': n})}", "back": request.path_qs,
     }
@@ -214,16 +227,24 @@ async def review_flag(request: web.Request) -> web.StreamResponse:
     raise web.HTTPSeeOther(back)
 
 
+async def _settings_form(
+    request: web.Request, access: GuildAccess, values: settings_form.FormValues, errors: Mapping[str, str],
+    status: int = 200,
+) -> web.Response:
+    context = {
+        "access": access, "tab": "settings", "values": values, "errors": errors, "channels": access.text_channels,
+        "roles": [role for role in reversed(access.guild.roles) if not role.is_default() and not role.managed],
+        "flag_on_choices": settings_form.FLAG_ON_CHOICES, "languages": settings_form.LANGUAGE_SUGGESTIONS,
+    }
+    return await render(request, "settings.html", context, status=status)
+
+
 @routes.get("/g/{guild_id}/settings")
 async def settings_page(request: web.Request) -> web.Response:
     _, access = await guild_page(request)
     access.require_manage_guild()
     config = await request.app[STORES].main.guild_config(access.guild.id)
-    context = {
-        "access": access, "tab": "settings", "config": config, "channels": access.text_channels,
-        "roles": [role for role in reversed(access.guild.roles) if not role.is_default() and not role.managed],
-    }
-    return await render(request, "settings.html", context)
+    return await _settings_form(request, access, settings_form.FormValues.of(config), {})
 
 
 @routes.post("/g/{guild_id}/settings")
@@ -231,7 +252,11 @@ async def save_settings(request: web.Request) -> web.StreamResponse:
     user, access = await guild_page(request)
     access.require_manage_guild()
     store = request.app[STORES].main
-    wanted = settings_form.parse(await request.post(), access)
+    values = settings_form.submitted(await request.post(), access)
+    try:
+        wanted = settings_form.parse(values)
+    except settings_form.InvalidSettingsError as refused:  # the form again, as typed, with what to fix
+        return await _settings_form(request, access, values, refused.errors, status=400)
     changes = await settings_form.apply(store, access, await store.guild_config(access.guild.id), wanted)
     for change in changes:
         await request.app[STORES].dashboard.audit(access.guild.id, user.id, user.name, "settings", change)

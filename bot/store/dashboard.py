@@ -1,17 +1,25 @@
-"""The dashboard's queries: the review queue with filters and paging, and the audit log of dashboard actions."""
+"""The dashboard's queries: the review queue with filters and paging, flag counts, the audit log of dashboard
+actions, and the session cookie key every dashboard process over this database shares."""
 
 from __future__ import annotations
 
 import datetime as dt
+import logging
 from collections.abc import Collection
 from dataclasses import dataclass
 
 import sqlalchemy as sa
+from cryptography.fernet import Fernet
 
 from bot.store.async_store import flag_page
 from bot.store.models import Flag, FlagStatus
-from bot.store.schema import dashboard_audit, flags, utcnow
+from bot.store.schema import app_state, dashboard_audit, flags, utcnow
 from bot.store.side_store import SideStore
+
+log = logging.getLogger(__name__)
+
+#: ``app_state`` key of the dashboard's session cookie key (a Fernet key).
+SESSION_KEY_STATE = "dashboard_session_key"
 
 
 @dataclass(frozen=True)
@@ -21,6 +29,7 @@ class FlagFilter:
     channel_ids: Collection[int]
     status: FlagStatus | None = None
     channel_id: int | None = None
+    head: str | None = None  # the head of the flag's strongest reason
     since: dt.datetime | None = None
     until: dt.datetime | None = None
 
@@ -46,6 +55,8 @@ class DashboardStore(SideStore):
             where.append(flags.c.status == selection.status.value)
         if selection.channel_id is not None:
             where.append(flags.c.channel_id == selection.channel_id)
+        if selection.head is not None:
+            where.append(flags.c.head == selection.head)
         if selection.since is not None:
             where.append(flags.c.created_at >= selection.since)
         if selection.until is not None:
@@ -62,6 +73,32 @@ class DashboardStore(SideStore):
         async with self._reader.connect() as db:
             found = {FlagStatus(row.status): row.n for row in await db.execute(query)}
         return {status: found.get(status, 0) for status in FlagStatus}
+
+    async def flags_by_channel(self, guild_id: int, since: dt.datetime) -> dict[int, int]:
+        """How many flags each channel of the guild had from ``since`` on (any status)."""
+        query = (
+            sa.select(flags.c.channel_id, sa.func.count().label("n"))
+            .where(flags.c.guild_id == guild_id, flags.c.created_at >= since)
+            .group_by(flags.c.channel_id)
+        )
+        async with self._reader.connect() as db:
+            return {row.channel_id: row.n for row in await db.execute(query)}
+
+    async def session_key(self) -> str:
+        """The dashboard's cookie key: made by the first process that asks and kept in the database, so that every
+        dashboard process over it, and each one after a restart, reads the others' sessions. Never logged."""
+        made = Fernet.generate_key().decode()
+        insert = (
+            self._insert(app_state).values(key=SESSION_KEY_STATE, value=made, updated_at=utcnow())
+            .on_conflict_do_nothing(index_elements=[app_state.c.key]).returning(app_state.c.key)
+        )
+        async with self._writer.begin() as db:
+            created = (await db.execute(insert)).first() is not None
+            stored = (await db.execute(sa.select(app_state.c.value).where(app_state.c.key == SESSION_KEY_STATE)))
+            key = stored.scalar_one()
+        if created:
+            log.info("made the dashboard's session key and stored it in the database (app_state)")
+        return str(key)
 
     async def audit(self, guild_id: int, user_id: int, user_name: str, action: str, detail: str) -> None:
         async with self._writer.begin() as db:

@@ -196,7 +196,24 @@ mood_history = sa.Table(
     sa.Column("positive", sa.Integer, nullable=False),
     sa.Column("sum_p_negative", sa.Double, nullable=False),
     sa.Column("sum_p_positive", sa.Double, nullable=False),
+    # messages at least one moderation head scored at or above its own flag threshold
+    sa.Column("harmful", sa.Integer, nullable=False, server_default=sa.text("0")),
     sa.Index("mood_history_by_hour", "hour"),
+)
+
+#: Per guild, channel, hour and moderation head: the messages the head scored (a path without the head adds
+#: nothing), how many of them at or above its own flag threshold, and the sum of its scores. Aggregates only.
+mood_history_signals = sa.Table(
+    "mood_history_signals",
+    metadata,
+    sa.Column("guild_id", Snowflake, primary_key=True, autoincrement=False),
+    sa.Column("channel_id", Snowflake, primary_key=True, autoincrement=False),
+    sa.Column("hour", sa.Integer, primary_key=True, autoincrement=False),
+    sa.Column("head", sa.Text, primary_key=True),
+    sa.Column("scored", sa.Integer, nullable=False),
+    sa.Column("flagged", sa.Integer, nullable=False),
+    sa.Column("sum_score", sa.Double, nullable=False),
+    sa.Index("mood_history_signals_by_hour", "hour"),
 )
 
 #: Every state-changing dashboard action: who (a Discord user id), what, when.

@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import re
 import shutil
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -13,6 +14,7 @@ import numpy as np
 from playwright.async_api import APIResponse, Page
 
 from bot.store import Flag, Store
+from classifier.flag_policy import Reason
 from tests.support.helpers import REPO_ROOT
 
 #: ``MOODBOT_DOCS_SCREENSHOTS=1``: also copy each page's screenshot into docs/dashboard/ (for the README).
@@ -43,9 +45,10 @@ async def post_form(page: Page, base: str, path: str, form: dict[str, Any], **he
 
 def add_flags(
     database: Path, guild_id: int, channel_id: int, author_id: int, excerpts: list[str],
-    message_ids: list[int] | None = None,
+    message_ids: list[int] | None = None, reasons: Sequence[Reason] = (),
 ) -> list[Flag]:
-    """Open flags straight into the bot's database (before the bot starts), on made-up message ids unless given."""
+    """Open flags straight into the bot's database (before the bot starts), on made-up message ids unless given,
+    each with ``reasons`` (none: sentiment's negative at 0.9)."""
     flags = []
     with Store.open_sync(database) as store:
         first_message_id = 10_000 + store.last_flag_id()
@@ -54,6 +57,7 @@ def add_flags(
             flag = store.add_flag(
                 guild_id=guild_id, channel_id=channel_id, message_id=message_id,
                 author_id=author_id, p_negative=0.9, text=text, vector=np.zeros(8, np.float32), namespace="test",
+                reasons=reasons,
             )
             assert flag is not None
             flags.append(flag)

@@ -18,7 +18,7 @@ from typing import Any, TypeVar
 
 import numpy as np
 
-from classifier.heads.tasks import SENTIMENT
+from classifier.heads.tasks import OTHER, SENTIMENT
 from classifier.inference.prediction import Prediction, Scores
 from tests.support.fake_discord.models import FakeMessage
 
@@ -193,8 +193,12 @@ def pings_nobody(message: FakeMessage | Mapping[str, Any]) -> bool:
 
 
 def sentiment_prediction(
-    p_negative: float, p_neutral: float, p_positive: float, cached: bool = False, dim: int = 4
+    p_negative: float, p_neutral: float, p_positive: float, cached: bool = False, dim: int = 4,
+    signals: Mapping[str, tuple[float, float]] | None = None,
 ) -> Prediction:
-    """A prediction of a sentiment head alone, with these probabilities (for tests of what the bot shows)."""
-    return Prediction({SENTIMENT.name: Scores(SENTIMENT.classes, (p_negative, p_neutral, p_positive))}, cached,
-                      np.zeros(dim, np.float32))
+    """A prediction of a sentiment head with these probabilities (for tests of what the bot shows), and of the
+    moderation heads in ``signals`` (``{head: (score, flag threshold)}``)."""
+    scores = {SENTIMENT.name: Scores(SENTIMENT.classes, (p_negative, p_neutral, p_positive))}
+    scores |= {head: Scores((OTHER, head), (1.0 - score, score), threshold)
+               for head, (score, threshold) in (signals or {}).items()}
+    return Prediction(scores, cached, np.zeros(dim, np.float32))

@@ -1,9 +1,10 @@
 """``python -m tests.support.history_bench``: how fast the mood-history path runs, and how big its rows are.
 
 For SQLite (a file) and PostgreSQL (a throwaway server, as the tests start it): the end-to-end history path (one
-``record`` per classified message, a flush every ``--flush-every`` messages: one upsert per channel-hour), the
-flush alone with several processes' engines adding to the same rows at once, and the store size of one channel-month
-(720 hourly rows). Prints JSON.
+``record`` per classified message scored by sentiment and the four moderation heads, a flush every
+``--flush-every`` messages: one upsert per channel-hour and per head), the flush alone with several processes'
+engines adding to the same rows at once, and the store size of one channel-month (720 hourly rows, each with its
+four heads' rows). Prints JSON.
 """
 
 from __future__ import annotations
@@ -22,13 +23,16 @@ import sqlalchemy as sa
 
 from bot.history import HistoryRecorder
 from bot.store import AsyncStore
-from bot.store.history import HistoryKey, HistoryStore, MoodCounts, hour_of
+from bot.store.history import HistoryKey, HistoryStore, MoodCounts, SignalCounts, hour_of
+from classifier.heads.tasks import TASKS
 from classifier.inference.prediction import Prediction
 from tests.support.helpers import sentiment_prediction
 from tests.support.postgres import PostgresServer
 
 GUILD = 1
 LABELS = ("negative", "neutral", "positive")
+MODERATION_HEADS = [task.name for task in TASKS.values() if task.moderation]
+FLAG_THRESHOLD = 0.8  # each head's own, as its file would record it
 
 
 def predictions(count: int) -> list[Prediction]:
@@ -37,7 +41,9 @@ def predictions(count: int) -> list[Prediction]:
     out = []
     for _ in range(count):
         p = rng.dirichlet([1, 2, 1])
-        out.append(sentiment_prediction(float(p[0]), float(p[1]), float(p[2]), dim=len(vector)))
+        signals = {head: (float(score), FLAG_THRESHOLD) for head, score in zip(
+            MODERATION_HEADS, rng.beta(1, 8, len(MODERATION_HEADS)), strict=True)}
+        out.append(sentiment_prediction(float(p[0]), float(p[1]), float(p[2]), dim=len(vector), signals=signals))
     return out
 
 
@@ -68,7 +74,7 @@ async def concurrent_flushes(url: str, processes: int, flushes: int, channels: i
     stores = [await AsyncStore.open(url) for _ in range(processes)]
     try:
         hour = hour_of(dt.datetime.now(dt.UTC)) + 1
-        batch = [(HistoryKey(GUILD, channel, hour), MoodCounts(1, 1, 1, 0.5, 0.5)) for channel in range(channels)]
+        batch = [(HistoryKey(GUILD, channel, hour), month_row()) for channel in range(channels)]
 
         async def run(store: AsyncStore) -> None:
             history = HistoryStore(store)
@@ -82,8 +88,16 @@ async def concurrent_flushes(url: str, processes: int, flushes: int, channels: i
     finally:
         for store in stores:
             await store.close()
-    lost = sum(processes * flushes - counts.negative for counts in totals.values())
-    return {"rows_per_s": round(processes * flushes * channels / elapsed), "lost_increments": lost}
+    writes, row = processes * flushes, month_row()
+    lost = sum(writes * row.total - counts.total + sum(writes * row.signals[head].scored - signal.scored
+                                                      for head, signal in counts.signals.items())
+               for counts in totals.values())
+    return {"rows_per_s": round(writes * channels / elapsed), "lost_increments": lost}
+
+
+def month_row() -> MoodCounts:
+    """One busy channel-hour: 30 messages, every moderation head scored."""
+    return MoodCounts(3, 20, 7, 2.5, 6.1, 1, {head: SignalCounts(30, 1, 3.2) for head in MODERATION_HEADS})
 
 
 async def channel_month_bytes(url: str, channels: int, size_sql: str) -> float:
@@ -95,11 +109,10 @@ async def channel_month_bytes(url: str, channels: int, size_sql: str) -> float:
         history = HistoryStore(store)
         start = hour_of(dt.datetime(2030, 1, 1, tzinfo=dt.UTC))
         for hour in range(start, start + 720):
-            await history.add([(HistoryKey(GUILD, 10**17 + c, hour), MoodCounts(3, 20, 7, 2.5, 6.1))
-                               for c in range(channels)])
+            await history.add([(HistoryKey(GUILD, 10**17 + c, hour), month_row()) for c in range(channels)])
         async with store.engine.connect() as db:
             if store.engine.dialect.name == "postgresql":
-                await db.execute(sa.text("ANALYZE mood_history"))
+                await db.execute(sa.text("ANALYZE mood_history, mood_history_signals"))
             after = (await db.execute(sa.text(size_sql))).scalar_one()
     finally:
         await store.close()
@@ -107,7 +120,7 @@ async def channel_month_bytes(url: str, channels: int, size_sql: str) -> float:
 
 
 SQLITE_SIZE = "SELECT page_count * page_size FROM pragma_page_count(), pragma_page_size()"
-POSTGRES_SIZE = "SELECT pg_total_relation_size('mood_history')"
+POSTGRES_SIZE = "SELECT pg_total_relation_size('mood_history') + pg_total_relation_size('mood_history_signals')"
 
 
 async def bench(args: argparse.Namespace, folder: Path, postgres: PostgresServer | None) -> dict[str, object]:

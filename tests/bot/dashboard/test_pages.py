@@ -1,5 +1,7 @@
-"""The dashboard's pages in a real browser against the real bot: the overview's numbers and chart, the review queue
-(escaping, paging, another guild's ids, CSRF, a review racing a Discord button click), settings and the audit log."""
+"""The dashboard's pages in a real browser against the real bot: the overview's numbers and chart (moderation scores
+included), the review queue (escaping, paging, the reason filter, another guild's ids, CSRF, a review racing a
+Discord button click), settings (flag signals and language pin too, a refused value saving nothing) and the audit
+log."""
 
 from __future__ import annotations
 
@@ -11,8 +13,9 @@ import threading
 import pytest
 from playwright.async_api import Page
 
-from bot.store import AsyncStore, FlagStatus
-from bot.store.history import HistoryKey, HistoryStore, MoodCounts, hour_of
+from bot.store import AsyncStore, FlagStatus, GuildConfig
+from bot.store.history import HistoryKey, HistoryStore, MoodCounts, SignalCounts, hour_of
+from classifier.flag_policy import Reason
 from tests.support.bot import THRESHOLD, click_review, mod_log_posts
 from tests.support.dashboard import add_flags, csrf_token, flash_text, post_form, screenshot
 from tests.support.fake_discord import seed_default
@@ -43,12 +46,14 @@ async def test_overview_shows_the_seeded_history(
     guild, general, random = seeded_guild.guild_id, seeded_guild.general_id, seeded_guild.random_id
     now = hour_of(dt.datetime.now(dt.UTC))
     await seed_history(settings, [
-        ((guild, general), now - 1, MoodCounts(3, 1, 0, 2.7, 0.2)),
-        ((guild, general), now - 3, MoodCounts(1, 1, 2, 1.0, 1.8)),
-        ((guild, random), now - 2, MoodCounts(0, 2, 4, 0.3, 3.5)),
-        ((guild, general), now - 10 * 24, MoodCounts(5, 0, 0, 4.5, 0.1)),  # only in the 30-day view
-        ((guild + 1, general), now - 1, MoodCounts(9, 9, 9, 9.0, 9.0)),  # another guild: never shown here
+        ((guild, general), now - 1, MoodCounts(3, 1, 0, 2.7, 0.2, 2, {
+            "offensive": SignalCounts(4, 2, 2.4), "threat": SignalCounts(4, 1, 1.0)})),
+        ((guild, general), now - 3, MoodCounts(1, 1, 2, 1.0, 1.8, 0, {"offensive": SignalCounts(2, 0, 0.2)})),
+        ((guild, random), now - 2, MoodCounts(0, 2, 4, 0.3, 3.5)),  # a path without moderation heads
+        ((guild, general), now - 10 * 24, MoodCounts(5, 0, 0, 4.5, 0.1, 1)),  # only in the 30-day view
+        ((guild + 1, general), now - 1, MoodCounts(9, 9, 9, 9.0, 9.0, 9)),  # another guild: never shown here
     ])
+    add_flags(settings.database_path, guild, general, seeded_guild.member_id, ["rude", "ruder"])
     async with start_dashboard() as service:
         base = base_of(service)
 
@@ -62,8 +67,12 @@ async def test_overview_shows_the_seeded_history(
                 chart = await page.locator("img.chart").evaluate("img => img.complete && img.naturalWidth")
                 numbers = json.loads(await (await page.request.get(f"{base}/g/{guild}/history.json?range={chosen}"))
                                      .text())
+                signals = await page.locator("#signals tbody tr").evaluate_all(
+                    "rows => rows.map(r => [...r.cells].map(c => c.innerText))"
+                )
                 seen[chosen] = {"total": await page.locator("#total-messages").inner_text(), "rows": rows,
-                                "chart_width": chart, "numbers": numbers}
+                                "harmful": await page.locator("#harmful-messages").inner_text(),
+                                "signals": signals, "chart_width": chart, "numbers": numbers}
                 if chosen == "7d":
                     await screenshot(page, tmp_path, "overview")
             return seen
@@ -72,19 +81,24 @@ async def test_overview_shows_the_seeded_history(
     day, week, month = seen["24h"], seen["7d"], seen["30d"]
     assert (day["total"], week["total"], month["total"]) == ("14", "14", "19")
     assert day["rows"] == [  # the most negative channel first: 4 of 8 negative in #general, 0 of 6 in #random
-        ["#general", "8", "50.0%", "25.0%", "25.0%", f"{(2.0 - 3.7) / 8:+.2f}"],
-        ["#random", "6", "0.0%", "33.3%", "66.7%", f"{(3.5 - 0.3) / 6:+.2f}"],
+        ["#general", "8", "50.0%", "25.0%", "25.0%", f"{(2.0 - 3.7) / 8:+.2f}", "2", "2"],
+        ["#random", "6", "0.0%", "33.3%", "66.7%", f"{(3.5 - 0.3) / 6:+.2f}", "0", "0"],
     ]
-    assert month["rows"][0][:2] == ["#general", "13"]
+    assert month["rows"][0][:2] == ["#general", "13"] and month["rows"][0][6:] == ["3", "2"]
+    assert (day["harmful"], month["harmful"]) == ("2", "3")
+    assert day["signals"] == [["Offensive", "2", "6", f"{2.6 / 6:.2f}"], ["Threat", "1", "4", "0.25"]]
     def start(hour: int) -> str:
         return f"{dt.datetime.fromtimestamp(hour * 3600, dt.UTC):%Y-%m-%dT%H:%MZ}"
 
     assert week["numbers"]["hours"] == [
-        {"hour": now - 3, "start": start(now - 3), "negative": 1, "neutral": 1, "positive": 2, "mean_mood": 0.2},
+        {"hour": now - 3, "start": start(now - 3), "negative": 1, "neutral": 1, "positive": 2, "mean_mood": 0.2,
+         "harmful": 0, "signals": {"offensive": {"scored": 2, "flagged": 0, "mean_score": 0.1}}},
         {"hour": now - 2, "start": start(now - 2), "negative": 0, "neutral": 2, "positive": 4,
-         "mean_mood": round((3.5 - 0.3) / 6, 4)},
+         "mean_mood": round((3.5 - 0.3) / 6, 4), "harmful": 0, "signals": {}},
         {"hour": now - 1, "start": start(now - 1), "negative": 3, "neutral": 1, "positive": 0,
-         "mean_mood": round((0.2 - 2.7) / 4, 4)},
+         "mean_mood": round((0.2 - 2.7) / 4, 4), "harmful": 2,
+         "signals": {"offensive": {"scored": 4, "flagged": 2, "mean_score": 0.6},
+                     "threat": {"scored": 4, "flagged": 1, "mean_score": 0.25}}},
     ]
     assert len(month["numbers"]["hours"]) == 4
     assert all(view["chart_width"] == 900 for view in seen.values())  # the PNG loaded (900 px wide)
@@ -124,6 +138,51 @@ async def test_queue_escapes_excerpts_and_pages(
     assert (seen["first"], seen["second"], seen["filtered"]) == (25, 4, 9)
     assert seen["excerpts"][:2] == XSS[::-1]  # newest first, shown as the text they are
     assert seen["injected"] == 0 and seen["xss"] and seen["dialogs"] == []
+
+
+async def test_queue_filters_by_reason_and_shows_why(
+    chromium, start_dashboard, settings, fake_discord, seeded_guild, tmp_path
+) -> None:
+    fake_discord.oauth.authorizing_user_id = seeded_guild.moderator_id
+    guild, general = seeded_guild.guild_id, seeded_guild.general_id
+    offensive = [Reason("offensive", "offensive", 0.97), Reason("sentiment", "negative", 0.93)]
+    threat = [Reason("threat", "threat", 0.91), Reason("offensive", "offensive", 0.88)]
+    add_flags(settings.database_path, guild, general, seeded_guild.member_id, ["you idiot", "idiots all"],
+              reasons=offensive)
+    add_flags(settings.database_path, guild, general, seeded_guild.member_id, ["i will find you"], reasons=threat)
+    add_flags(settings.database_path, guild, general, seeded_guild.member_id, ['sad <b>"day"</b>'])  # sentiment
+
+    async with start_dashboard() as service:
+        base = base_of(service)
+
+        async def rows(page: Page) -> list[list[str]]:
+            return await page.locator("#flags tbody tr").evaluate_all(
+                "rows => rows.map(r => [r.cells[3].innerText, r.cells[4].innerText])"
+            )
+
+        async def steps(page: Page) -> dict:
+            await page.goto(f"{base}/g/{guild}/queue")
+            everything = await rows(page)
+            options = await page.locator("select[name=reason] option").all_inner_texts()
+            seen = {"all": everything, "options": options}
+            for head in ("offensive", "sentiment"):
+                await page.select_option("select[name=reason]", head)
+                await page.get_by_role("button", name="Filter").click()
+                seen[head] = await rows(page)
+                if head == "offensive":
+                    await screenshot(page, tmp_path, "queue-offensive")
+            seen["bad"] = (await page.goto(f"{base}/g/{guild}/queue?reason=spam")).status
+            return seen
+
+        seen = await chromium.run(steps)
+    assert seen["options"] == ["any", "Negative", "Offensive", "Hate", "Threat", "Self-harm"]
+    assert seen["all"] == [  # newest first; the strongest reason first in each row, the excerpt as typed
+        ['sad <b>"day"</b>', "Negative 0.90"], ["i will find you", "Threat 0.91 · Offensive 0.88"],
+        ["idiots all", "Offensive 0.97 · Negative 0.93"], ["you idiot", "Offensive 0.97 · Negative 0.93"],
+    ]
+    assert seen["offensive"] == seen["all"][2:]  # by the strongest reason: the threat flag is not an offensive one
+    assert seen["sentiment"] == seen["all"][:1]
+    assert seen["bad"] == 400
 
 
 async def test_delete_from_the_dashboard_removes_the_message(
@@ -238,9 +297,22 @@ async def test_settings_are_saved_and_audited(
             await screenshot(page, tmp_path, "settings")
             await page.select_option("select[name=modlog]", str(seeded_guild.mod_log_id))
             await page.fill("input[name=threshold]", "0.85")
+            await page.select_option("select[name=flag_on]", "harmful")
+            await page.fill("input[name=language]", "klingon")
             await page.uncheck("input[name=history]")
             await page.check(f"input[name=live][value='{seeded_guild.general_id}']")
             await page.check(f"input[name=exempt][value='{seeded_guild.moderator_role_id}']")
+            async with page.expect_navigation() as refused_answer:
+                await page.get_by_role("button", name="Save").click()
+            refused = {
+                "status": (await refused_answer.value).status,
+                "summary": await page.locator("#form-error").inner_text(),
+                "error": await page.locator("#language-error").inner_text(),
+                "kept": [await page.input_value(f"[name={name}]") for name in ("language", "threshold", "flag_on")],
+                "stored": await service.bot.store.guild_config(guild),
+            }
+            await screenshot(page, tmp_path, "settings-refused")
+            await page.fill("input[name=language]", "DE")
             await page.get_by_role("button", name="Save").click()
             saved = flash_text(await page.content())
             foreign = await post_form(page, base, f"/g/{guild}/settings", {
@@ -251,19 +323,25 @@ async def test_settings_are_saved_and_audited(
                 "rows => rows.map(r => [...r.cells].slice(1).map(c => c.innerText))"
             )
             await screenshot(page, tmp_path, "audit")
-            return {"saved": saved, "foreign": foreign.status, "audit": audit}
+            return {"refused": refused, "saved": saved, "foreign": foreign.status, "audit": audit}
 
         seen = await chromium.run(steps)
         config = await service.bot.store.guild_config(guild)
+    refused = seen["refused"]
+    assert refused["status"] == 400 and refused["summary"].startswith("Nothing was saved")
+    assert refused["error"].startswith("unknown language pin 'klingon': expected 'auto'")
+    assert refused["kept"] == ["klingon", "0.85", "harmful"]  # the form as typed, to fix one field
+    assert refused["stored"] == GuildConfig(guild)  # nothing of the refused form was stored
     assert seen["saved"] and seen["saved"][0].startswith("Saved: ")
     assert seen["foreign"] == 400  # another guild's channel id is refused, and nothing of that form is stored
     assert (config.modlog_channel_id, config.flag_threshold, config.history) == (seeded_guild.mod_log_id, 0.85, False)
+    assert (config.flag_on, config.language) == ({"harmful"}, "de")
     assert config.live_channels == {seeded_guild.general_id} and config.exempt_roles == {seeded_guild.moderator_role_id}
     who = f"moderator ({seeded_guild.moderator_id})"
-    assert [row[:2] for row in seen["audit"]] == [[who, "settings"]] * 5
+    assert [row[:2] for row in seen["audit"]] == [[who, "settings"]] * 7
     assert {row[2] for row in seen["audit"]} == {
-        "mod-log channel → #mod-log", "flag threshold → 0.85", "history → off", "live channel #general added",
-        "exempt role @Moderator added",
+        "mod-log channel → #mod-log", "flag threshold → 0.85", "flag on → harmful (any moderation head)",
+        "language → de", "history → off", "live channel #general added", "exempt role @Moderator added",
     }
 
 
