@@ -16,7 +16,7 @@ from alembic import op
 from bot.store.schema import Snowflake
 
 revision = "0008"
-down_revision = "0006"
+down_revision = "0007"
 branch_labels = None
 depends_on = None
 
