@@ -11,6 +11,7 @@ from dataclasses import replace
 import pytest
 
 from bot.runner import _serve
+from classifier.inference.router import Paths
 from tests.support.bot import THRESHOLD, mod_log_posts
 from tests.support.classifier import InstrumentedClassifier
 from tests.support.fake_discord import FakeDiscordServer, seed_default
@@ -27,7 +28,7 @@ async def test_rejected_token_exits_1_without_logging_it(settings, shipped_class
         code = await asyncio.wait_for(
             _serve(
                 replace(settings, discord_api_base=server.api_base, discord_gateway_url=server.gateway_url),
-                shipped_classifier,
+                Paths.single(shipped_classifier),
             ),
             WAIT,
         )
