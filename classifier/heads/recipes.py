@@ -64,10 +64,18 @@ def resolve(spec: str, shared: Path) -> str:
 
 
 _SST2_AND_TWEETS = ("shared/sst2/train.tsv", "shared/tweeteval/val_3class.tsv:1:three-way")
-_OWN_MODERATION = (
-    "own/moderation/threats.tsv", "own/moderation/self_harm.tsv", "own/moderation/harassment.tsv",
-    "own/moderation/benign_negative.tsv", "own/moderation/profane_benign.tsv",
-)
+
+#: Moderation heads: insults, threats and profanity in tweets (OLID) and game chat (CONDA); the own chat sets (threats,
+#: self-harm encouragement, harassment shorthand, and benign complaints as hard negatives) weigh more, being few.
+_ENGLISH_OFFENSIVE = ("shared/moderation/offensive_train.tsv", "shared/moderation/conda_train.tsv")
+_OTHER_OFFENSIVE = tuple(
+    f"shared/moderation/offenseval2020_{language}_train.tsv" for language in ("arabic", "danish", "greek", "turkish")
+) + ("shared/moderation/germeval2018_train.tsv",)
+_OWN_NAMES = ("threats", "self_harm", "harassment", "benign_negative", "profane_benign")
+_OWN_MODERATION = tuple(f"own/moderation/{name}.tsv:3" for name in _OWN_NAMES)
+_OLID_VAL = "shared/moderation/offensive_val.tsv"
+_HATE_VAL = "shared/moderation/hate_val.tsv"
+_SIGNAL_C = (0.0003, 0.001, 0.003)
 
 _UMSAB = "shared/multilingual/umsab"
 _RUSENTIMENT = "shared/multilingual/rusentiment"
@@ -84,6 +92,13 @@ RECIPES = (
         tuple(f"{_UMSAB}/{language}_val.tsv:three-way" for language in UMSAB_LANGUAGES if language != "english"),
         c_grid=(0.0001, 0.0002, 0.0005, 0.001, 0.002),
     ),
+    Recipe("mpnet", "offensive", "mean@3,6,9,12", _ENGLISH_OFFENSIVE + _OWN_MODERATION, _OLID_VAL, c_grid=_SIGNAL_C),
+    Recipe(
+        "e5", "offensive", "mean@3,6,9,12", _ENGLISH_OFFENSIVE + _OTHER_OFFENSIVE + _OWN_MODERATION, _OLID_VAL,
+        c_grid=_SIGNAL_C,
+    ),
+    Recipe("mpnet", "hate", "mean@3,6,9,12", ("shared/moderation/hate_train.tsv",), _HATE_VAL, c_grid=_SIGNAL_C),
+    Recipe("e5", "hate", "mean@3,6,9,12", ("shared/moderation/hate_train.tsv",), _HATE_VAL, c_grid=_SIGNAL_C),
 )
 
 
