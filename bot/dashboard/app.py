@@ -14,7 +14,7 @@ from aiohttp import web
 from aiohttp_session import setup as setup_sessions
 from aiohttp_session.cookie_storage import EncryptedCookieStorage
 
-from bot.cogs.moderation import describe_reasons
+from bot.cogs.moderation.cards import describe_reasons
 from bot.dashboard import auth, pages
 from bot.dashboard.access import DiscordUnavailableError, NoAccessError
 from bot.dashboard.csrf import csrf_middleware

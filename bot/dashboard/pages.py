@@ -18,7 +18,7 @@ import aiohttp_jinja2
 from aiohttp import web
 from aiohttp_session import get_session
 
-from bot.cogs.moderation import REASON_NAMES
+from bot.cogs.moderation.cards import REASON_NAMES
 from bot.dashboard import settings_form
 from bot.dashboard.access import GuildAccess, NoAccessError, guild_access
 from bot.dashboard.auth import User, require_user

@@ -8,7 +8,8 @@ from dataclasses import dataclass
 
 import discord
 
-from bot.cogs.moderation import flag_embed, flag_view
+from bot.cogs.moderation.cards import flag_embed
+from bot.cogs.moderation.review import flag_view
 from bot.store import AlreadyReviewedError, AsyncStore, Flag, FlagStatus, ReviewAction
 
 log = logging.getLogger(__name__)

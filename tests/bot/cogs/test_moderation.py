@@ -7,7 +7,8 @@ from dataclasses import replace
 
 import discord
 
-from bot.cogs.moderation import FlagButton, flag_embed, flag_view
+from bot.cogs.moderation.cards import flag_embed
+from bot.cogs.moderation.review import FlagButton, flag_view
 from bot.store import Flag, FlaggedAs, FlagStatus, ReviewAction, excerpt
 from classifier.flag_policy import Reason
 
