@@ -86,6 +86,7 @@ class Plan:
     measured: list[DataArgument] = field(default_factory=list)
     c_grid: tuple[float, ...] = ()
     licences: list[str] = field(default_factory=list)
+    folds: int = 5
 
 
 def _plan(args: argparse.Namespace) -> Plan:
@@ -109,6 +110,7 @@ def _plan(args: argparse.Namespace) -> Plan:
         [DataArgument.parse(resolve(spec, SHARED_DATA)) for spec in recipe.measured],
         recipe.c_grid,
         recipe.licences(),
+        recipe.folds,
     )
 
 
@@ -176,7 +178,7 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
         info["licences"] = plan.licences
     options = TrainingOptions(
         class_weight=None if args.class_weight == "none" else args.class_weight, binary_rows=args.binary_rows,
-        **({"c_grid": plan.c_grid} if plan.c_grid else {}),
+        folds=plan.folds, **({"c_grid": plan.c_grid} if plan.c_grid else {}),
     )
     if signal:
         result = train_signal_head(encoder.identity, task, sets, dev_set, options, info, measured_sets)
