@@ -1,0 +1,80 @@
+"""The shipped default configuration (``MOODBOT_MODEL=multilingual``: mpnet for English, multilingual-e5-small for the
+rest, every shipped head) on the project's chat sets: what a server would see. The bounds are the measured figures
+with a margin; the figures themselves are printed and reported in the README."""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from classifier.config import ClassifierConfig
+from classifier.evaluation.data import load_tsv
+from classifier.flag_policy import flag_reasons
+from classifier.heads.sentiment import CLASSES, NEUTRAL
+from classifier.inference.prediction import Prediction
+from classifier.inference.router import Paths, Router
+from classifier.text import prepare_text
+from tests.support.helpers import CHAT_SETS
+
+pytestmark = pytest.mark.timeout(600)
+
+HARMFUL_ONLY, DEFAULT = frozenset({"harmful"}), frozenset({"harmful", "negative"})
+
+
+@pytest.fixture(scope="module")
+def router(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Router]:
+    cache = tmp_path_factory.mktemp("cache")
+    paths = Paths.load(ClassifierConfig(cache_dir=cache, device="cpu"))
+    yield Router(paths)
+    paths.close()
+
+
+def classified(router: Router, name: str, three_way: bool = True) -> tuple[list[int], list[Prediction]]:
+    data = load_tsv(CHAT_SETS / f"{name}.tsv", three_way=three_way, signal=not three_way)
+    return data.labels.tolist(), router.classify([prepare_text(text) for text in data.texts])
+
+
+def flagged(predictions: list[Prediction], flag_on: frozenset[str]) -> int:
+    return sum(bool(flag_reasons(p, flag_on)) for p in predictions)
+
+
+def test_the_default_paths_read_every_language(router: Router) -> None:
+    labels, predictions = classified(router, "multilingual_chat")
+    languages = Path(CHAT_SETS / "multilingual_chat.languages").read_text().split()
+    right = sum(CLASSES[label] == p.label for label, p in zip(labels, predictions, strict=True))
+    paths = Counter(p.path for p in predictions)
+    neutral = [p for label, p in zip(labels, predictions, strict=True) if label == NEUTRAL]
+    negative = [p for label, p in zip(labels, predictions, strict=True) if label == 0]
+    print(f"\nmultilingual chat ({len(set(languages))} languages): {right}/{len(labels)} labels right, "
+          f"paths {dict(paths)}, neutral flagged {flagged(neutral, DEFAULT)}/{len(neutral)}, negative flagged "
+          f"{flagged(negative, DEFAULT)}/{len(negative)}")
+    assert paths["e5"] >= 0.9 * len(labels)
+    assert right >= 0.85 * len(labels)
+    assert flagged(neutral, DEFAULT) == 0
+    assert flagged(negative, DEFAULT) >= 0.75 * len(negative)
+
+
+def test_english_chat_keeps_its_figures(router: Router) -> None:
+    _, neutral = classified(router, "neutral_chat")
+    _, negative = classified(router, "negative_chat")
+    print(f"\nEnglish chat: neutral flagged {flagged(neutral, DEFAULT)}/{len(neutral)}, negative flagged "
+          f"{flagged(negative, DEFAULT)}/{len(negative)}, paths {dict(Counter(p.path for p in neutral + negative))}")
+    assert flagged(neutral, DEFAULT) <= len(neutral) / 40
+    assert flagged(negative, DEFAULT) >= 0.85 * len(negative)
+
+
+def test_moderation_flags_harm_and_spares_benign_complaints(router: Router) -> None:
+    _, harmful = classified(router, "harmful_chat", three_way=False)
+    _, benign = classified(router, "benign_negative_chat", three_way=False)
+    _, neutral = classified(router, "neutral_chat")
+    figures = {policy: (flagged(harmful, on), flagged(benign, on), flagged(neutral, on))
+               for policy, on in (("harmful,negative", DEFAULT), ("harmful", HARMFUL_ONLY))}
+    print(f"\nflags (harmful of {len(harmful)}, benign negative of {len(benign)}, neutral of {len(neutral)}): "
+          f"{figures}")
+    harmful_default, _, neutral_default = figures["harmful,negative"]
+    harmful_only, benign_only, _ = figures["harmful"]
+    assert harmful_default >= 0.9 * len(harmful) and neutral_default <= len(neutral) / 40
+    assert harmful_only >= 0.75 * len(harmful) and benign_only <= 0.15 * len(benign)
