@@ -37,6 +37,7 @@ The package: :mod:`~classifier.bench.subject` (what is benched), :mod:`~classifi
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import tempfile
 from dataclasses import dataclass
@@ -90,13 +91,12 @@ def run_bench(options: BenchOptions, config: ClassifierConfig, worker: WorkerCon
     model_name = options.model or config.model
     texts = _texts(options.data, options.messages)
     compare_texts = _texts(options.compare, options.messages) if options.compare else None
+    if options.inference_url and dataclasses.replace(config, model=model_name, head=None).path_configs()[1]:
+        raise ValueError(f"--inference-url benches one encoder path: set --model to one encoder, not {model_name!r}")
     with tempfile.TemporaryDirectory(prefix="moodbot-bench-") as temporary:
         cache_dir = Path(temporary) / "cache"
         configuration = load_configuration(model_name, config, cache_dir)
         try:
-            if options.inference_url and len(configuration.subjects) > 1:
-                raise ValueError("--inference-url benches one encoder path: set --model to one encoder "
-                                 f"(e.g. {configuration.english}), not {model_name!r}")
             configuration.warm_up()  # the models load lazily: "ready" means loaded and run once, the gate loaded
             startup_s = seconds_since_process_start()
             english = configuration.subjects[configuration.english].encoder
