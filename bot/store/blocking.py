@@ -3,28 +3,80 @@
 The store's one implementation is async; this runs it on a private event loop in its own thread, so that it works
 from plain code and from inside another running loop alike (a test that reads the database while the bot runs in
 the same process).
+
+How it is kept in step: :class:`Store`'s methods are not written out but generated from :class:`AsyncStore` when
+this module is imported (:func:`_blocking_methods`): every public coroutine method of ``AsyncStore`` becomes a
+method of the same name that runs it on the store's loop and returns its result. Each is made with
+:func:`functools.wraps`, so ``help(Store)``, ``inspect.signature`` and editors show the async method's parameters,
+return type (the awaited type: exactly what the blocking call returns) and docstring. A method added to
+``AsyncStore`` is there at once; ``tests/bot/test_store.py`` checks that none is missing. Static type checkers do
+not run the generator: for them the ``TYPE_CHECKING`` block below declares ``__getattr__``, so a generated method
+type-checks (as ``Any``) instead of being reported missing. The store's plain attributes (``engine``, the read
+caches) belong to its loop and are not exposed.
 """
 
 from __future__ import annotations
 
 import asyncio
+import functools
+import inspect
 import threading
-from collections.abc import Collection, Coroutine
+from collections.abc import Callable, Coroutine
 from pathlib import Path
-from typing import Any, TypeVar
-
-import numpy as np
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from bot.store.async_store import AsyncStore
-from bot.store.channel_kind import ChannelKind
-from bot.store.models import Flag, FlagStatus, GuildConfig, Review, ReviewAction
 from classifier.flag_policy import DEFAULT_FLAG_THRESHOLD
 
 T = TypeVar("T")
+S = TypeVar("S", bound=type)
+
+#: ``AsyncStore`` coroutines that are not per-call operations: :class:`Store` opens and closes the store itself.
+NOT_BLOCKING = frozenset({"open", "close"})
 
 
+def blocking_names() -> list[str]:
+    """The public coroutine methods of :class:`AsyncStore` that :class:`Store` exposes as blocking calls."""
+    return [
+        name
+        for name, member in inspect.getmembers(AsyncStore)
+        if not name.startswith("_") and name not in NOT_BLOCKING and inspect.iscoroutinefunction(member)
+    ]
+
+
+def _blocking(name: str) -> Callable[..., Any]:
+    method = getattr(AsyncStore, name)
+
+    @functools.wraps(method)
+    def call(self: Store, *args: Any, **kwargs: Any) -> Any:
+        return self._run(getattr(self._store, name)(*args, **kwargs))
+
+    call.__module__, call.__qualname__ = __name__, f"Store.{name}"
+    doc = inspect.getdoc(method)
+    call.__doc__ = f"Blocking :meth:`AsyncStore.{name}`." + (f"\n\n{doc}" if doc else "")
+    return call
+
+
+def _blocking_methods(cls: S) -> S:
+    """Add a blocking method to ``cls`` for every name of :func:`blocking_names` (see the module docstring)."""
+    for name in blocking_names():
+        if name in vars(cls):
+            raise TypeError(f"{cls.__name__}.{name} is written by hand; it is generated from AsyncStore")
+        setattr(cls, name, _blocking(name))
+    return cls
+
+
+@_blocking_methods
 class Store:
-    """The same calls as :class:`AsyncStore`, returning their results; close it (or use ``with``) when done."""
+    """The same calls as :class:`AsyncStore`, returning their results; close it (or use ``with``) when done.
+
+    Every public ``AsyncStore`` coroutine method is here under its own name with its own signature, generated (see
+    the module docstring), except ``open`` (:meth:`open_sync` or the constructor) and ``close``.
+    """
+
+    if TYPE_CHECKING:  # the generated methods, for static type checkers (they do not run the class decorator)
+
+        def __getattr__(self, name: str) -> Any: ...
 
     def __init__(self, target: str | Path, default_threshold: float = DEFAULT_FLAG_THRESHOLD) -> None:
         self._loop = asyncio.new_event_loop()
@@ -50,6 +102,7 @@ class Store:
         self._loop.close()
 
     def close(self) -> None:
+        """Let writes in progress finish, close the connections, then stop the store's loop and thread."""
         if not self._loop.is_closed():
             try:
                 self._run(self._store.close())
@@ -61,70 +114,3 @@ class Store:
 
     def __exit__(self, *exc_info: object) -> None:
         self.close()
-
-    def guild_config(self, guild_id: int) -> GuildConfig:
-        return self._run(self._store.guild_config(guild_id))
-
-    def update_guild(self, guild_id: int, **values: object) -> GuildConfig:
-        return self._run(self._store.update_guild(guild_id, **values))
-
-    def set_channel(self, guild_id: int, channel_id: int, kind: ChannelKind | str, enabled: bool) -> GuildConfig:
-        return self._run(self._store.set_channel(guild_id, channel_id, kind, enabled))
-
-    def set_exempt_role(self, guild_id: int, role_id: int, exempt: bool) -> GuildConfig:
-        return self._run(self._store.set_exempt_role(guild_id, role_id, exempt))
-
-    def is_opted_out(self, user_id: int) -> bool:
-        return self._run(self._store.is_opted_out(user_id))
-
-    def set_opt_out(self, user_id: int, opted_out: bool) -> None:
-        self._run(self._store.set_opt_out(user_id, opted_out))
-
-    def add_flag(self, **values: Any) -> Flag | None:
-        return self._run(self._store.add_flag(**values))
-
-    def flag(self, flag_id: int) -> Flag | None:
-        return self._run(self._store.flag(flag_id))
-
-    def flags(
-        self, guild_id: int, status: FlagStatus | None = None, *, head: str | None = None, limit: int = 10,
-        offset: int = 0,
-    ) -> tuple[list[Flag], int]:
-        return self._run(self._store.flags(guild_id, status, head=head, limit=limit, offset=offset))
-
-    def last_flag_id(self) -> int:
-        return self._run(self._store.last_flag_id())
-
-    def unposted_flags(self, up_to_id: int) -> list[Flag]:
-        return self._run(self._store.unposted_flags(up_to_id))
-
-    def claim_post(self, flag_id: int, seconds: float) -> Flag | None:
-        return self._run(self._store.claim_post(flag_id, seconds))
-
-    def mark_posted(self, flag_id: int, channel_id: int, message_id: int) -> int | None:
-        return self._run(self._store.mark_posted(flag_id, channel_id, message_id))
-
-    def flag_of_message(self, guild_id: int, message_id: int) -> Flag | None:
-        return self._run(self._store.flag_of_message(guild_id, message_id))
-
-    def edit_flag(self, flag_id: int, **values: Any) -> Flag | None:
-        return self._run(self._store.edit_flag(flag_id, **values))
-
-    def mark_deleted(self, guild_id: int, message_ids: Collection[int]) -> list[Flag]:
-        return self._run(self._store.mark_deleted(guild_id, message_ids))
-
-    def latest_review(self, flag_id: int) -> Review | None:
-        return self._run(self._store.latest_review(flag_id))
-
-    def review_flag(
-        self, flag_id: int, moderator_id: int, action: ReviewAction, *, seen: FlagStatus = FlagStatus.OPEN
-    ) -> Flag:
-        return self._run(self._store.review_flag(flag_id, moderator_id, action, seen=seen))
-
-    def reviews(self, flag_id: int) -> list[Review]:
-        return self._run(self._store.reviews(flag_id))
-
-    def feedback_examples(
-        self, namespace: str, guild_id: int | None = None, head: str = "sentiment"
-    ) -> tuple[np.ndarray, np.ndarray]:
-        return self._run(self._store.feedback_examples(namespace, guild_id, head))

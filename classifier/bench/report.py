@@ -7,26 +7,48 @@ from typing import Any
 import torch
 
 from classifier.bench.probes import device_name
-from classifier.bench.subject import BenchSubject
+from classifier.bench.subject import BenchConfiguration
+
+#: The targets the report shows beside its figures: worker over naive, and a compare burst's worker over the first's.
+SPEEDUP_AIM = 3.0
+COMPARE_AIM = 0.8
 
 
-def header(subject: BenchSubject, model_name: str, messages: int, data: str) -> dict[str, Any]:
-    """What was benched, where: the first keys of the JSON result."""
-    encoder = subject.encoder
+def header(configuration: BenchConfiguration, messages: int, data: str) -> dict[str, Any]:
+    """What was benched, where: the first keys of the JSON result (each path's own description is in ``paths``)."""
+    subjects = configuration.subjects
+    encoder = subjects[configuration.english].encoder
+
+    def each(describe: Any) -> str:
+        if len(subjects) == 1:
+            return describe(next(iter(subjects.values())))
+        return "; ".join(f"{name}: {describe(subject)}" for name, subject in subjects.items())
+
     result: dict[str, Any] = {
-        "model": model_name,
-        "encoder": encoder.describe(),
+        "model": configuration.model,
+        "routed": configuration.routed,
+        "english_path": configuration.english,
+        "multilingual_path": configuration.multilingual,
+        "encoder": each(lambda subject: subject.encoder.describe()),
         "mode": encoder.mode,
-        "random_init": subject.random_init,
-        "head": subject.head_note,
+        "random_init": configuration.random_init,
+        "head": each(lambda subject: subject.head_note),
         "device": device_name(encoder.device),
         "torch_threads": torch.get_num_threads(),
         "messages": messages,
         "data": data,
     }
-    if subject.notes:
-        result["notes"] = subject.notes
+    if configuration.notes:
+        result["notes"] = configuration.notes
     return result
+
+
+def _percent(value: float) -> str:
+    return f"{value:.1%}"
+
+
+def _rate(value: float | None) -> str:
+    return "-" if value is None else f"{value:.1f}"
 
 
 def format_table(r: dict[str, Any]) -> str:
@@ -41,6 +63,9 @@ def format_table(r: dict[str, Any]) -> str:
         f"head: {r['head']}",
         f"texts: {r['messages']} distinct from {r['data']} ({r['mean_tokens']} tokens on average)",
     ]
+    if r["routed"]:
+        lines.append(f"language gate: English to {r['english_path']}, every other language to "
+                     f"{r['multilingual_path']} (naive and worker alike)")
     lines += [f"note: {n}" for n in r.get("notes", []) if not (r["random_init"] and "RANDOM-INIT" in n)]
     lines.append("")
 
@@ -57,9 +82,17 @@ def format_table(r: dict[str, Any]) -> str:
         row("torch threads (naive: its faster)", str(r["torch_threads"]), str(r["naive_threads"])),
         row("achieved model GFLOP/s", f"{r['gflops']:.2f}", f"{r['naive_gflops']:.2f}"),
         row("model batches", str(r["worker_batches"]), str(r["messages"])),
-        row("max |p diff| vs naive", f"{r['max_prob_diff']:.2e}", ""),
+        row("sentiment label agreement vs naive", f"{r['label_agreement']:.4f}", ""),
+        *_score_rows(r, "", "vs naive", row),
         row("event-loop lag max / p99, ms", f"{r['loop_lag_max_ms']:.1f} / {r['loop_lag_p99_ms']:.1f}", "(blocks)"),
     ]
+    if r["routed"]:
+        lines.append(row("language gate per message, mean / p99 ms",
+                         f"{r['gate_ms_per_msg']:.2f} / {r['gate_p99_ms']:.2f}", "(the same)"))
+    if len(r["paths"]) > 1:
+        lines += ["", row("per path: share of texts", "ours (worker)", "naive"), *_path_rows(r, row)]
+    if "compare" in r:
+        lines += ["", *_compare_rows(r, row)]
     lines += [
         "",
         row("", f"ours, {r['mode']}", "ours, fp32"),
@@ -77,7 +110,7 @@ def format_table(r: dict[str, Any]) -> str:
             row("model path / its products alone", f"{r['model_vs_products']:.0%}", ""),
         ]
     lines += [
-        row("max |p diff|, label agreement", f"{r['fast_vs_fp32_max_prob_diff']:.2e}",
+        row("max |score diff|, label agreement", f"{r['fast_vs_fp32_max_prob_diff']:.2e}",
             f"{r['fast_vs_fp32_label_agreement']:.4f}"),
     ]
     if "int8_worker_msgs_per_s" in r:
@@ -86,7 +119,7 @@ def format_table(r: dict[str, Any]) -> str:
             row("int8 worker throughput, msgs/s", f"{r['int8_worker_msgs_per_s']:.1f}", f"{r['int8_speedup']:.2f}x"),
             row("int8 latency p50 / p99, ms", f"{r['int8_p50_ms']:.1f} / {r['int8_p99_ms']:.1f}", ""),
             row(
-                "int8 max |p diff|, label agreement",
+                "int8 vs naive: max |score diff|, label agreement",
                 f"{r['int8_max_prob_diff']:.3f}",
                 f"{r['int8_label_agreement']:.4f}",
             ),
@@ -100,7 +133,7 @@ def format_table(r: dict[str, Any]) -> str:
             row(f"latency p50 in a {r['messages']}-burst, ms", f"{r['serve_p50_ms']:.1f}", f"{r['p50_ms']:.1f}"),
             row(f"latency p99 in a {r['messages']}-burst, ms", f"{r['serve_p99_ms']:.1f}", f"{r['p99_ms']:.1f}"),
             row("worker batches / HTTP requests", f"{r['serve_batches']} / {r['serve_requests']}", ""),
-            row("max |p diff|, label agreement", f"{r['serve_max_prob_diff']:.2e}",
+            row("max |score diff|, label agreement", f"{r['serve_max_prob_diff']:.2e}",
                 f"{r['serve_label_agreement']:.4f}"),
         ]
     lines += [
@@ -119,3 +152,57 @@ def format_table(r: dict[str, Any]) -> str:
         f"({r['bench_rss_mb']:.0f} MB with the bench's fp32 and int8 copies)",
     ]
     return "\n".join(lines)
+
+
+def _score_rows(r: dict[str, Any], prefix: str, against: str, row: Any) -> list[str]:
+    """Each head's largest score difference (one row when there is only the sentiment head)."""
+    by_head = r[f"{prefix}max_score_diff_by_head"]
+    if len(by_head) <= 1:
+        return [row(f"max |score diff| {against}", f"{r[f'{prefix}max_prob_diff']:.2e}", "")]
+    return [row(f"max |{head} score diff| {against}", f"{value:.2e}", "") for head, value in by_head.items()]
+
+
+def _path_rows(r: dict[str, Any], row: Any) -> list[str]:
+    """Each path's share of the burst and its own rates (both paths run at once in the worker burst)."""
+    lines = []
+    for name, path in r["paths"].items():
+        lines.append(row(f"{name}: {path['texts']} texts ({_percent(path['share'])})", "", ""))
+        if path["texts"]:
+            lines += [
+                row(f"  {name} throughput, msgs/s", _rate(path["worker_msgs_per_s"]), _rate(path["naive_msgs_per_s"])),
+                row(f"  {name} latency p50 / p99, ms", f"{path['p50_ms']:.1f} / {path['p99_ms']:.1f}", ""),
+                row(f"  {name} model batches", str(path["worker_batches"]), str(path["texts"])),
+            ]
+    return lines
+
+
+def _compare_rows(r: dict[str, Any], row: Any) -> list[str]:
+    """The first burst and the compare burst side by side, and the two targets."""
+    c = r["compare"]
+    lines = [
+        f"compare burst: {c['messages']} distinct from {c['data']} ({c['mean_tokens']} tokens on average)",
+        row("", "data burst", "compare burst"),
+    ]
+    for name in r["paths"]:
+        lines.append(row(f"share of texts, {name}", _percent(r["paths"][name]["share"]),
+                         _percent(c["paths"][name]["share"])))
+    lines += [
+        row("worker throughput, msgs/s", f"{r['worker_msgs_per_s']:.1f}", f"{c['worker_msgs_per_s']:.1f}"),
+    ]
+    for name in r["paths"]:
+        lines.append(row(f"  {name} path, msgs/s", _rate(r["paths"][name].get("worker_msgs_per_s")),
+                         _rate(c["paths"][name].get("worker_msgs_per_s"))))
+    lines += [
+        row("naive throughput, msgs/s", f"{r['naive_msgs_per_s']:.1f}", f"{c['naive_msgs_per_s']:.1f}"),
+        row(f"worker / naive (aim >= {SPEEDUP_AIM:g})", f"{r['speedup']:.2f}x", f"{c['speedup']:.2f}x"),
+        row("latency p50 / p99, ms", f"{r['p50_ms']:.0f} / {r['p99_ms']:.0f}",
+            f"{c['p50_ms']:.0f} / {c['p99_ms']:.0f}"),
+        row("language gate per message, mean ms", f"{r['gate_ms_per_msg']:.2f}", f"{c['gate_ms_per_msg']:.2f}"),
+        row("sentiment label agreement vs naive", f"{r['label_agreement']:.4f}", f"{c['label_agreement']:.4f}"),
+        row("max |score diff| vs naive", f"{r['max_prob_diff']:.2e}", f"{c['max_prob_diff']:.2e}"),
+        row("cache hits, memory tier: msgs/s", f"{r['cached_msgs_per_s']:.0f}", f"{c['cached_msgs_per_s']:.0f}"),
+        row("cache hits, disk tier: msgs/s", f"{r['disk_cached_msgs_per_s']:.0f}",
+            f"{c['disk_cached_msgs_per_s']:.0f}"),
+        row(f"compare / data worker throughput (aim >= {COMPARE_AIM:g})", f"{r['compare_worker_ratio']:.3f}", ""),
+    ]
+    return lines

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import inspect
 import sqlite3
 import time
 from collections.abc import Iterator
@@ -460,6 +461,49 @@ async def test_the_blocking_store_works_inside_a_running_loop(url: str) -> None:
     with Store.open_sync(url) as store:  # as the end-to-end tests read the bot's database while it runs
         store.set_opt_out(9, True)
         assert store.is_opted_out(9)
+
+
+def test_the_blocking_store_has_every_public_coroutine_method_of_the_async_one() -> None:
+    coroutines = {
+        name: member for name, member in inspect.getmembers(AsyncStore)
+        if not name.startswith("_") and inspect.iscoroutinefunction(member)
+    }
+    assert {"change_state", "forget_state", "release_post", "review_flag"} <= coroutines.keys()
+    for name, method in coroutines.items():
+        if name in ("open", "close"):  # Store.open_sync / the constructor, and Store.close
+            continue
+        blocking = getattr(Store, name, None)
+        assert callable(blocking) and not inspect.iscoroutinefunction(blocking), name
+        assert inspect.signature(blocking) == inspect.signature(method), name  # help() shows the real parameters
+        assert method.__doc__ is None or inspect.getdoc(method) in blocking.__doc__, name
+
+
+async def test_the_blocking_store_answers_as_the_async_one(tmp_path: Path) -> None:
+    path = tmp_path / "moodbot.sqlite3"
+    with Store.open_sync(path) as store:
+        async_store = await AsyncStore.open(path)
+        try:
+            store.update_guild(1, flag_threshold=0.7, language="de")
+            assert store.guild_config(1) == await async_store.guild_config(1)
+            flag, vector = add_flag(store, 1)
+            assert store.claim_post(flag.id, 300) is not None
+            assert await async_store.claim_post(flag.id, 300) is None  # the blocking claim holds
+            store.release_post(flag.id)
+            assert await async_store.claim_post(flag.id, 300) is not None  # given back
+            store.review_flag(flag.id, 42, ReviewAction.DISMISS)
+            assert store.flags(1, head="sentiment") == await async_store.flags(1, head="sentiment")
+            assert store.reviews(flag.id) == await async_store.reviews(flag.id)
+            blocking_vectors, blocking_labels = store.feedback_examples(NAMESPACE, 1, "sentiment")
+            async_vectors, async_labels = await async_store.feedback_examples(NAMESPACE, 1, "sentiment")
+            np.testing.assert_array_equal(blocking_vectors, async_vectors)
+            np.testing.assert_array_equal(blocking_labels, async_labels)
+            np.testing.assert_array_equal(blocking_vectors, vector[None, :])
+            assert store.change_state("mode", "a") is True
+            assert await async_store.change_state("mode", "a") is False  # already set, by the blocking call
+            store.forget_state("mode", "a")
+            assert await async_store.change_state("mode", "a") is True  # forgotten: the next change acts again
+        finally:
+            await async_store.close()
 
 
 # several processes on one database

@@ -46,7 +46,7 @@ def test_help_lists_every_command(cli_env: dict[str, str]) -> None:
         ("train", ["--recipe", "--task", "--data", "--dev", "--model", "--out", "--extra", "--pooling", ":three-way",
                    "dismiss neutral"]),
         ("cache", ["stats", "clear"]),
-        ("bench", ["--json", "--model", "--messages"]),
+        ("bench", ["--json", "--model", "--messages", "--data", "--compare", ":three-way"]),
     ],
 )
 def test_each_command_documents_its_options(
@@ -57,6 +57,15 @@ def test_each_command_documents_its_options(
     assert exited.value.code == 0
     text = capsys.readouterr().out
     assert all(option in " ".join(text.split()) for option in options)  # argparse wraps lines anywhere
+
+
+def test_bench_data_takes_train_specs_and_repeats(capsys: pytest.CaptureFixture[str]) -> None:
+    args = build_parser().parse_args(["bench", "--data", "a.tsv", "--data", "b.tsv:2:three-way", "--compare", "c.tsv"])
+    assert [(d.path.name, d.weight, d.three_way) for d in args.data] == [("a.tsv", 1.0, False), ("b.tsv", 2.0, True)]
+    assert [d.path.name for d in args.compare] == ["c.tsv"]
+    with pytest.raises(SystemExit) as exited:
+        build_parser().parse_args(["bench", "--data", "a.tsv:three_way"])
+    assert exited.value.code == 2 and "unknown suffix 'three_way'" in capsys.readouterr().err
 
 
 def test_unknown_command_is_a_usage_error(capsys: pytest.CaptureFixture[str]) -> None:
