@@ -136,12 +136,14 @@ def test_feedback_retrain_per_guild(
         np.testing.assert_array_equal(vectors, expected)  # the stored vector is the embedding itself
         assert len(store.feedback_examples(tiny_encoder.cache_namespace)[1]) == 33
 
-    # never the text: the feedback table holds ids, a namespace, a float32 blob and a label
+    # never the text: the feedback table holds ids, a namespace, a float32 blob, a label and the head it teaches
     texts = [text for text, _ in chat.pool]
     with sqlite3.connect(database(cli_env)) as db:
         columns = [row[1] for row in db.execute("PRAGMA table_info(feedback)")]
         rows = db.execute("SELECT * FROM feedback").fetchall()
-    assert columns == ["id", "flag_id", "guild_id", "namespace", "vector", "label", "moderator_id", "created_at"]
+    assert columns == [
+        "id", "flag_id", "guild_id", "namespace", "vector", "label", "moderator_id", "created_at", "head"
+    ]
     assert len(rows) == 33
     for row in rows:
         assert len(row[columns.index("vector")]) == 4 * tiny_encoder.dim
