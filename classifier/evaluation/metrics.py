@@ -87,9 +87,11 @@ def expected_calibration_error(labels: np.ndarray, probabilities: np.ndarray, th
 
 
 def signal_macro_f1(labels: np.ndarray, flagged: np.ndarray) -> float:
-    """Macro-F1 over the two classes of a moderation signal (0 other, 1 the signal), as OLID scores it."""
+    """Macro-F1 over the classes of a moderation signal (0 other, 1 the signal) present in ``labels``, as OLID scores
+    it; a set of harmless texts only is scored on them alone (its F1 is how many stay unflagged, weighed with
+    precision), not dragged down by a class it cannot have."""
     scores = []
-    for k in (0, 1):
+    for k in np.unique(labels).tolist():
         hits = np.sum((labels == k) & ((flagged == 1) == (k == 1)))
         called, support = np.sum((flagged == 1) == (k == 1)), np.sum(labels == k)
         precision = hits / called if called else 0.0

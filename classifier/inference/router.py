@@ -25,7 +25,7 @@ from classifier.language import MULTILINGUAL, LanguageGate, Route, parse_languag
 
 log = logging.getLogger(__name__)
 
-#: Routes the bot remembers (by cleaned text): a repeated message is routed without reading it again.
+#: Routes the bot remembers (by message text): a repeated message is routed without reading it again.
 REMEMBERED_ROUTES = 65_536
 
 
