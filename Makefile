@@ -36,7 +36,8 @@ bench: setup
 
 # Re-train every shipped head (classifier/heads/recipes.py's RECIPES: one file classifier/shipped/<encoder>.<task>.json
 # each) from ../shared/data and classifier/datasets, bit for bit on an x86-64 CPU: each with the date its file records
-# (today for a new head), over one empty cache, ignoring any MOODBOT_HEAD / MOODBOT_MODEL of the environment.
+# (today for a new head), over one empty cache large enough that no recipe's vectors evict another's (about 2 GB),
+# ignoring any MOODBOT_HEAD / MOODBOT_MODEL of the environment.
 define SHIPPED_HEADS
 import datetime, json
 from classifier.encoders.bundled import HEADS_DIR
@@ -53,8 +54,8 @@ export SHIPPED_HEADS
 head: setup
 	$(PYTHON) -c "$$SHIPPED_HEADS" > $(VENV)/shipped-heads.txt
 	cache=$$(mktemp -d) && while read -r recipe out epoch; do \
-	  SOURCE_DATE_EPOCH=$$epoch MOODBOT_CACHE_DIR=$$cache MOODBOT_HEAD= MOODBOT_MODEL= MOODBOT_DEVICE=cpu \
-	    $(VENV)/bin/moodbot train --recipe $$recipe --out $$out || exit 1; \
+	  SOURCE_DATE_EPOCH=$$epoch MOODBOT_CACHE_DIR=$$cache MOODBOT_CACHE_SIZE_MB=16384 \
+	  MOODBOT_HEAD= MOODBOT_MODEL= MOODBOT_DEVICE=cpu $(VENV)/bin/moodbot train --recipe $$recipe --out $$out || exit 1; \
 	done < $(VENV)/shipped-heads.txt; rm -rf $$cache
 
 clean:
