@@ -6,7 +6,9 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import multiprocessing
 from collections.abc import AsyncIterator
+from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 import pytest
@@ -80,26 +82,43 @@ async def test_moderation_counts_add_per_head_where_they_exist(store: AsyncStore
         assert (await db.execute(sa.select(sa.func.count()).select_from(mood_history_signals))).scalar_one() == 2
 
 
-async def test_processes_adding_to_one_hour_lose_no_increment(url: str) -> None:
-    """Four stores (four engines, as four shard processes) flush into the same rows at once, half of them listing
-    the rows the other way round: the store writes them in key order, so the transactions lock shared rows in one
-    order (unsorted, PostgreSQL detected a deadlock here in 3 runs of 3)."""
-    stores = [await AsyncStore.open(url) for _ in range(4)]
+def _shared_rows() -> list[tuple[HistoryKey, MoodCounts]]:
+    """200 channel-hours; odd channels as read by a path without moderation heads."""
     heads = {"offensive": SignalCounts(1, 1, 0.75), "hate": SignalCounts(1, 0, 0.25)}
-    rows = [(HistoryKey(GUILD, channel, hour_of(NOW)),  # odd channels: a path without moderation heads
+    return [(HistoryKey(GUILD, channel, hour_of(NOW)),
              MoodCounts(1, 2, 3, 0.5, 0.25, 1, heads) if channel % 2 == 0 else MoodCounts(0, 0, 1, 0.0, 1.0))
             for channel in range(200)]
-    try:
-        async def flushes(store: AsyncStore, reverse: bool) -> None:
-            history = HistoryStore(store)
+
+
+def _flush_from_a_process(url: str, reverse: bool) -> None:
+    """(a child process) 25 flushes of the shared rows, as one shard process's recorder does."""
+
+    async def flushes() -> None:
+        store = await AsyncStore.open(url)
+        try:
+            history, rows = HistoryStore(store), _shared_rows()
             for _ in range(25):
                 await history.add(rows[::-1] if reverse else rows)
-
-        await asyncio.gather(*(flushes(store, index % 2 == 1) for index, store in enumerate(stores)))
-        totals = await HistoryStore(stores[0]).by_channel(GUILD, hour_of(NOW))
-    finally:
-        for store in stores:
+        finally:
             await store.close()
+
+    asyncio.run(flushes())
+
+
+async def test_processes_adding_to_one_hour_lose_no_increment(url: str) -> None:
+    """Four OS processes (as four shard processes) flush into the same rows at once, half of them listing the rows
+    the other way round: the store writes them in key order, so the transactions lock shared rows in one order
+    (unsorted, PostgreSQL detected a deadlock here in 3 runs of 3)."""
+    await (await AsyncStore.open(url)).close()  # migrated once here, not by four processes racing
+    with ProcessPoolExecutor(4, mp_context=multiprocessing.get_context("spawn")) as pool:
+        await asyncio.gather(*(
+            asyncio.wrap_future(pool.submit(_flush_from_a_process, url, index % 2 == 1)) for index in range(4)
+        ))
+    store = await AsyncStore.open(url)
+    try:
+        totals = await HistoryStore(store).by_channel(GUILD, hour_of(NOW))
+    finally:
+        await store.close()
     assert len(totals) == 200
     assert totals[0] == MoodCounts(100, 200, 300, pytest.approx(50.0), pytest.approx(25.0), 100, {
         "offensive": SignalCounts(100, 100, pytest.approx(75.0)), "hate": SignalCounts(100, 0, pytest.approx(25.0))})
