@@ -267,8 +267,10 @@ def _dev_report(head: LogisticHead, dev: FeatureSet) -> dict[str, Any]:
 
 
 
-#: Precision a moderation head's flag threshold is chosen for, on its out-of-fold scores over every training set.
-SIGNAL_PRECISION = 0.9
+#: The share of harmless texts a moderation head's flag threshold lets through, on its out-of-fold scores over every
+#: training set. A rate, not a precision: it does not move with how common harm is in the data, and it is what a
+#: moderator's queue pays for each head.
+SIGNAL_FALSE_FLAG_RATE = 0.03
 #: The lowest flag threshold a moderation head may get (below it a card would be more often wrong than right).
 MIN_SIGNAL_THRESHOLD = 0.5
 
@@ -302,12 +304,14 @@ def _signal_figures(labels: np.ndarray, p_signal: np.ndarray, threshold: float |
     return figures
 
 
-def signal_threshold(labels: np.ndarray, p_signal: np.ndarray, precision: float = SIGNAL_PRECISION) -> float:
-    """The lowest threshold (at least :data:`MIN_SIGNAL_THRESHOLD`, on a 0.01 grid) whose flags reach
-    ``precision``; 0.99 when none does."""
+def signal_threshold(
+    labels: np.ndarray, p_signal: np.ndarray, false_flag_rate: float = SIGNAL_FALSE_FLAG_RATE
+) -> float:
+    """The lowest threshold (at least :data:`MIN_SIGNAL_THRESHOLD`, on a 0.01 grid) that flags at most
+    ``false_flag_rate`` of the harmless (label 0) texts; 0.99 when none does."""
+    harmless = p_signal[labels == 0]
     for threshold in np.round(np.arange(MIN_SIGNAL_THRESHOLD, 1.0, 0.01), 2):
-        flagged = p_signal >= threshold
-        if flagged.any() and labels[flagged].mean() >= precision:
+        if not len(harmless) or np.mean(harmless >= threshold) <= false_flag_rate:
             return float(threshold)
     return 0.99
 
@@ -322,7 +326,7 @@ def train_signal_head(
     measured: Sequence[FeatureSet] = (),
 ) -> TrainingResult:
     """A moderation head for ``task``: ``C`` by cross-validated mean macro-F1 over the sets, a temperature on the
-    out-of-fold logits, and a flag threshold for :data:`SIGNAL_PRECISION` on the out-of-fold scores."""
+    out-of-fold logits, and a flag threshold for :data:`SIGNAL_FALSE_FLAG_RATE` on the out-of-fold scores."""
     rows = _signal_rows(sets, task)
     with threadpool_limits(limits=1):  # the same reductions on any machine: `make head` is reproducible
         oof = _out_of_fold_logits(rows, options)
@@ -355,7 +359,7 @@ def train_signal_head(
         "seed": options.seed,
         "temperature": temperature,
         "flag_threshold": threshold,
-        "flag_precision_target": SIGNAL_PRECISION,
+        "flag_false_flag_rate": SIGNAL_FALSE_FLAG_RATE,
         "cv_score": score,
         "cv_score_by_C": by_c,
         "cv_by_set": {

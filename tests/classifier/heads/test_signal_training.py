@@ -12,7 +12,7 @@ import pytest
 from classifier.heads.logistic import LogisticHead
 from classifier.heads.tasks import OFFENSIVE
 from classifier.heads.training import (
-    SIGNAL_PRECISION,
+    SIGNAL_FALSE_FLAG_RATE,
     FeatureSet,
     TrainingOptions,
     signal_threshold,
@@ -48,13 +48,14 @@ def test_a_moderation_head_is_calibrated_and_gets_its_own_threshold(tiny_encoder
     assert p.shape == (200, 2) and np.allclose(p.sum(axis=1), 1.0)
 
 
-def test_the_threshold_is_the_lowest_that_reaches_the_precision() -> None:
+def test_the_threshold_is_the_lowest_that_spares_enough_harmless_texts() -> None:
     p = np.array([0.55, 0.6, 0.7, 0.8, 0.9, 0.95])
-    labels = np.array([0, 0, 1, 0, 1, 1])
-    assert signal_threshold(labels, p, precision=0.6) == 0.56  # from 0.56 on: 3 of the 5 flags are right
-    assert signal_threshold(labels, p, precision=1.0) == 0.81
-    assert signal_threshold(np.zeros(6, int), p) == 0.99  # never precise enough: as high as it goes
-    assert SIGNAL_PRECISION == 0.9
+    labels = np.array([0, 0, 1, 0, 1, 1])  # harmless at 0.55, 0.6 and 0.8
+    assert signal_threshold(labels, p, false_flag_rate=0.34) == 0.61  # from 0.61 on: 1 of the 3 harmless flagged
+    assert signal_threshold(labels, p, false_flag_rate=0.0) == 0.81  # none of them
+    assert signal_threshold(np.zeros(6, int), np.full(6, 0.999)) == 0.99  # never: as high as it goes
+    assert signal_threshold(np.ones(6, int), p) == 0.5  # no harmless text to spare
+    assert SIGNAL_FALSE_FLAG_RATE == 0.03
 
 
 def test_a_moderation_set_must_be_zero_or_one(tiny_encoder) -> None:
