@@ -52,9 +52,9 @@ def test_the_default_paths_read_every_language(router: Router) -> None:
           f"paths {dict(paths)}, neutral flagged {flagged(neutral, DEFAULT)}/{len(neutral)}, negative flagged "
           f"{flagged(negative, DEFAULT)}/{len(negative)}")
     assert paths["e5"] >= 0.9 * len(labels)
-    assert right >= 0.85 * len(labels)
-    assert flagged(neutral, DEFAULT) == 0
-    assert flagged(negative, DEFAULT) >= 0.75 * len(negative)
+    assert right >= 0.9 * len(labels)  # measured 80 of 84
+    assert flagged(neutral, DEFAULT) == 0  # measured 0 of 36
+    assert flagged(negative, DEFAULT) >= 0.7 * len(negative)  # measured 18 of 24
 
 
 def test_english_chat_keeps_its_figures(router: Router) -> None:
@@ -62,8 +62,8 @@ def test_english_chat_keeps_its_figures(router: Router) -> None:
     _, negative = classified(router, "negative_chat")
     print(f"\nEnglish chat: neutral flagged {flagged(neutral, DEFAULT)}/{len(neutral)}, negative flagged "
           f"{flagged(negative, DEFAULT)}/{len(negative)}, paths {dict(Counter(p.path for p in neutral + negative))}")
-    assert flagged(neutral, DEFAULT) <= len(neutral) / 40
-    assert flagged(negative, DEFAULT) >= 0.85 * len(negative)
+    assert flagged(neutral, DEFAULT) <= len(neutral) / 40  # measured 0 of 93
+    assert flagged(negative, DEFAULT) >= 0.85 * len(negative)  # measured 40 of 45
 
 
 def test_moderation_flags_harm_and_spares_benign_complaints(router: Router) -> None:
