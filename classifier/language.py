@@ -176,7 +176,7 @@ def _get_detector(preload: bool = False) -> LanguageDetector:
             if preload:
                 builder = builder.with_preloaded_language_models()
             else:
-                log.warning(
+                log.info(
                     "language models load on first use of each script: call LanguageGate.preload() at startup, "
                     "off the event loop, to keep that pause out of message handling"
                 )
