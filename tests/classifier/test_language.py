@@ -8,8 +8,8 @@ import sys
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
-from classifier.data import load_tsv
 
+from classifier.evaluation.data import load_tsv
 from classifier.language import ENGLISH, MULTILINGUAL, LanguageGate, Route, parse_language_pin
 from tests.support.helpers import CHAT_SETS, REPO_ROOT
 
