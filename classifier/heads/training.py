@@ -14,7 +14,7 @@ metric) for a three-way one. Every figure reported on a set used for training is
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -183,6 +183,33 @@ def _fit_temperature(rows: _Rows, logits: np.ndarray) -> float:
     return float(np.exp(minimize_scalar(loss, bounds=(-3.0, 3.0), method="bounded").x))
 
 
+def _select_and_fit(
+    rows: _Rows, options: TrainingOptions, cv_score: Callable[[np.ndarray], float], measure: str
+) -> tuple[float, float, dict[str, float], float, StandardScaler, np.ndarray, np.ndarray, np.ndarray]:
+    """``C`` with the best ``cv_score`` of its out-of-fold logits, a temperature on them, then the fit on every row:
+    ``(C, its score, score by C, temperature, scaler, W, b, out-of-fold logits at C)``. BLAS runs on one thread,
+    so the reductions are the same on any machine: `make head` is reproducible."""
+    with threadpool_limits(limits=1):
+        oof = _out_of_fold_logits(rows, options)
+        by_c: dict[str, float] = {}
+        best: tuple[float, float] | None = None
+        for c, logits in oof.items():
+            score = cv_score(logits)
+            by_c[repr(c)] = score
+            log.info("C=%g: %d-fold CV %s %.4f", c, options.folds, measure, score)
+            if best is None or score > best[1]:
+                best = (c, score)
+        assert best is not None
+        c, score = best
+        temperature = _fit_temperature(rows, oof[c])
+        scaler = StandardScaler().fit(rows.features)
+        w, b, _ = solver.fit(
+            scaler.transform(rows.features), rows.targets, rows.weights, c, rows.binary, len(rows.classes),
+            max_iter=options.max_iter,
+        )
+    return c, score, by_c, temperature, scaler, w, b, oof[c]
+
+
 def train_head(
     encoder: EncoderIdentity,
     sets: list[FeatureSet],
@@ -194,30 +221,17 @@ def train_head(
     """Cross-validate ``C`` over the union of ``sets``, calibrate, fit, and report on ``dev`` and on the
     ``measured`` sets (never trained on)."""
     rows = _rows(sets, options)
-    with threadpool_limits(limits=1):  # the same reductions on any machine: `make head` is reproducible
-        oof = _out_of_fold_logits(rows, options)
-        by_c: dict[str, float] = {}
-        best: tuple[float, float] | None = None
-        for c, logits in oof.items():
-            probabilities = class_probabilities(logits, rows.classes)
-            score = _score([_set_figures(s, probabilities[rows.membership == i]) for i, s in enumerate(sets)])
-            by_c[repr(c)] = score
-            log.info("C=%g: %d-fold CV score %.4f", c, options.folds, score)
-            if best is None or score > best[1]:
-                best = (c, score)
-        assert best is not None
-        c, score = best
-        temperature = _fit_temperature(rows, oof[c])
-        scaler = StandardScaler().fit(rows.features)
-        w, b, _ = solver.fit(
-            scaler.transform(rows.features), rows.targets, rows.weights, c, rows.binary, len(rows.classes),
-            max_iter=options.max_iter,
-        )
+
+    def cv_score(logits: np.ndarray) -> float:
+        probabilities = class_probabilities(logits, rows.classes)
+        return _score([_set_figures(s, probabilities[rows.membership == i]) for i, s in enumerate(sets)])
+
+    c, score, by_c, temperature, scaler, w, b, held_out = _select_and_fit(rows, options, cv_score, "score")
     head = LogisticHead(
         encoder=encoder, weights=w.T, biases=b, mean=scaler.mean_, scale=scaler.scale_, classes=rows.classes,
         temperature=temperature,
     )
-    calibrated = class_probabilities(oof[c], rows.classes, temperature)
+    calibrated = class_probabilities(held_out, rows.classes, temperature)
     report: dict[str, Any] = {
         "C": c,
         "classes": list(rows.classes),
@@ -328,28 +342,16 @@ def train_signal_head(
     """A moderation head for ``task``: ``C`` by cross-validated mean macro-F1 over the sets, a temperature on the
     out-of-fold logits, and a flag threshold for :data:`SIGNAL_FALSE_FLAG_RATE` on the out-of-fold scores."""
     rows = _signal_rows(sets, task)
-    with threadpool_limits(limits=1):  # the same reductions on any machine: `make head` is reproducible
-        oof = _out_of_fold_logits(rows, options)
-        by_c: dict[str, float] = {}
-        best: tuple[float, float] | None = None
-        for c, logits in oof.items():
-            p_signal = softmax(logits, axis=1)[:, 1]
-            score = float(np.mean([
-                signal_macro_f1(rows.labels[rows.membership == i], p_signal[rows.membership == i] >= 0.5)
-                for i in range(len(sets))
-            ]))
-            by_c[repr(c)] = score
-            log.info("C=%g: %d-fold CV mean macro-F1 %.4f", c, options.folds, score)
-            if best is None or score > best[1]:
-                best = (c, score)
-        assert best is not None
-        c, score = best
-        temperature = _fit_temperature(rows, oof[c])
-        scaler = StandardScaler().fit(rows.features)
-        w, b, _ = solver.fit(
-            scaler.transform(rows.features), rows.targets, rows.weights, c, rows.binary, 2, max_iter=options.max_iter
-        )
-    calibrated = softmax(oof[c] / temperature, axis=1)[:, 1]
+
+    def cv_score(logits: np.ndarray) -> float:
+        p_signal = softmax(logits, axis=1)[:, 1]
+        return float(np.mean([
+            signal_macro_f1(rows.labels[rows.membership == i], p_signal[rows.membership == i] >= 0.5)
+            for i in range(len(sets))
+        ]))
+
+    c, score, by_c, temperature, scaler, w, b, held_out = _select_and_fit(rows, options, cv_score, "mean macro-F1")
+    calibrated = softmax(held_out / temperature, axis=1)[:, 1]
     threshold = signal_threshold(rows.labels, calibrated)
     report: dict[str, Any] = {
         "task": task.name,

@@ -229,7 +229,7 @@ def test_three_way_training_with_a_binary_and_a_three_way_set(tiny_encoder, tmp_
     assert report["classes"] == ["negative", "neutral", "positive"]
     assert [s["labels"] for s in report["sets"]] == ["binary", "three-way"]
     tweets = report["cv_by_set"]["tweets"]
-    assert set(tweets) == {"accuracy", "accuracy_three_way", "macro_recall", "recall", "ece"}
+    assert set(tweets) == {"accuracy", "accuracy_three_way", "macro_recall", "macro_f1", "recall", "ece"}
     assert set(tweets["recall"]) == {"negative", "neutral", "positive"} and tweets["macro_recall"] > 0.9
     assert report["cv_score"] == pytest.approx((report["cv_by_set"]["polar"]["accuracy"] + tweets["macro_recall"]) / 2)
     assert report["dev_accuracy"] > 0.9 and 0.0 <= report["dev_ece"] <= 1.0
