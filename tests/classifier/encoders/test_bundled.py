@@ -18,8 +18,8 @@ import pytest
 import torch
 
 from bot.settings import SettingsError, load_settings
-from classifier.config import DEFAULT_MODEL, ClassifierConfig
-from classifier.encoders.bundled import DEFAULT_MODELS_DIR, MINILM, MPNET, BundledModelError, bundled_encoder
+from classifier.config import ROUTED_MODELS, ClassifierConfig
+from classifier.encoders.bundled import DEFAULT_MODELS_DIR, E5, MINILM, MPNET, BundledModelError, bundled_encoder
 from classifier.encoders.cpu_bf16 import PackedLinear
 from classifier.encoders.hf import Encoder, EncoderError
 from classifier.encoders.identity import (
@@ -81,9 +81,10 @@ def test_each_bundled_encoder_names_its_own_head() -> None:
     assert ClassifierConfig(model="mpnet").head_path == MPNET.head_path
     assert ClassifierConfig(model="sentence-transformers/all-MiniLM-L6-v2").head_path == MINILM.head_path
     assert MPNET.head_path != MINILM.head_path and MINILM.head_path.is_file()
-    default = bundled_encoder(DEFAULT_MODEL)
-    assert default is not None and ClassifierConfig().head_path == default.head_path
-    assert ClassifierConfig(model="/some/local/folder").head_path == default.head_path  # refused later, by name
+    assert E5.head_path.is_file() and E5.shipped_heads().keys() >= {"sentiment", "offensive", "hate"}
+    english = bundled_encoder(ROUTED_MODELS[0])  # the default has two paths: a head names its own encoder
+    assert english is not None and ClassifierConfig().head_path == english.head_path
+    assert ClassifierConfig(model="/some/local/folder").head_path == english.head_path  # refused later, by name
     assert ClassifierConfig(model="mpnet", head=Path("mine.json")).head_path == Path("mine.json")
 
 
@@ -314,7 +315,7 @@ def test_precision_and_models_dir_settings(tmp_path: Path) -> None:
     with pytest.raises(SettingsError) as caught:
         load_settings({"MOODBOT_PRECISION": "fp8"}, dotenv_path=None)
     assert str(caught.value) == "MOODBOT_PRECISION='fp8' is invalid: expected one of auto|fp32|bf16"
-    with pytest.raises(SettingsError, match="^MOODBOT_PRECISION='bf16' is invalid with MOODBOT_QUANTIZE=int8"):
+    with pytest.raises(SettingsError, match="^MOODBOT_PRECISION='bf16' with MOODBOT_QUANTIZE='int8': int8"):
         load_settings({"MOODBOT_PRECISION": "bf16", "MOODBOT_QUANTIZE": "int8"}, dotenv_path=None)
     int8 = load_settings({"MOODBOT_QUANTIZE": "int8", "MOODBOT_DEVICE": "cpu"}, dotenv_path=None)
     assert int8.classifier_config().numeric_mode == "int8"  # auto precision gives way to int8

