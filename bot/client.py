@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import Any, Protocol
 
 import discord
 from discord import app_commands
@@ -17,7 +17,7 @@ from bot.identify import IdentifyGate
 from bot.loop_lag import LoopLagMonitor
 from bot.settings import Settings
 from bot.sharding import ShardConfig
-from bot.store import AsyncStore
+from bot.store import AsyncStore, GuildConfig
 from bot.ui import send_ephemeral
 from classifier.inference.prediction import Prediction
 from classifier.inference.router import RoutedWorker
@@ -26,8 +26,24 @@ from classifier.inference.worker import ClassificationError, WorkerClosedError
 log = logging.getLogger(__name__)
 
 DRAIN_SECONDS = 10.0
-#: ``consumer(message, prediction, flag, live)``: acts on a classified message (``flag``/``live``: what it may get).
-MessageConsumer = Callable[[discord.Message, Prediction, bool, bool], Awaitable[None]]
+
+
+class MessageConsumer(Protocol):
+    """A cog that acts on classified messages (flags, live reactions, mood history). The messages cog asks each one
+    whether it wants a message before classifying it, so a message nobody wants costs no model time, and hands the
+    prediction to those that said yes, with the guild's settings it was asked with."""
+
+    def wants(self, message: discord.Message, config: GuildConfig, *, edited: bool) -> bool:
+        """Whether this consumer acts on ``message`` (posted, or with ``edited``, as its author edited it)."""
+        ...
+
+    async def handle(
+        self, message: discord.Message, prediction: Prediction, config: GuildConfig, *, edited: bool
+    ) -> None:
+        """Act on a message it wanted."""
+        ...
+
+
 #: ``consumer(deletion)``: acts on messages that were deleted.
 DeletionConsumer = Callable[[MessageDeletion], Awaitable[None]]
 
@@ -114,7 +130,6 @@ class MoodBot(commands.Bot):
         self.worker = worker
         self.message_content = message_content
         self.message_consumers: list[MessageConsumer] = []
-        self.edit_consumers: list[MessageConsumer] = []  # the same call, with the message as edited
         self.deletion_consumers: list[DeletionConsumer] = []
         self.accepting_messages = True
         self.admission = MessageAdmission(concurrency=settings.message_concurrency, backlog=settings.message_backlog)
@@ -162,7 +177,7 @@ class ShardedMoodBot(MoodBot, commands.AutoShardedBot):
         ids = list(shards.ids) if shards.ids is not None else None
         super().__init__(settings, store, worker, shard_count=shards.count, shard_ids=ids, **options)
         self.identify_gate = IdentifyGate(
-            self._max_concurrency, settings.cache_url, timeout_s=settings.cache_timeout_s
+            self._max_concurrency, settings.worker.cache_url, timeout_s=settings.worker.cache_timeout_s
         )
 
     async def _max_concurrency(self) -> int:

@@ -50,7 +50,7 @@ class BotService:
         store = await AsyncStore.open(
             self.settings.database, self.settings.flag_threshold, self.settings.database_pool_size
         )
-        worker = RoutedWorker.configured(self.paths, self.settings.worker_config())
+        worker = RoutedWorker.configured(self.paths, self.settings.worker)
         await worker.start()
         try:
             message_content = True
@@ -95,7 +95,7 @@ class BotService:
 
 def run_bot(settings: Settings) -> int:
     """Run until SIGINT/SIGTERM; 0 on a clean stop, 1 when Discord rejects the token."""
-    paths = Paths.load(settings.classifier_config())
+    paths = Paths.load(settings.classifier)
     paths.warm_up()
     try:
         return asyncio.run(_serve(settings, paths))

@@ -52,25 +52,9 @@ class Settings:
     """Validated runtime configuration. ``repr`` never shows the token."""
 
     discord_token: str | None = field(default=None, repr=False)
-    model: str = DEFAULT_MODEL
-    head: Path | None = None
-    device: str = ClassifierConfig.device
-    quantize: str = ClassifierConfig.quantize
-    precision: str = ClassifierConfig.precision
-    models_dir: Path = ClassifierConfig.models_dir
+    classifier: ClassifierConfig = field(default_factory=ClassifierConfig)  # encoder, heads, cache, device
+    worker: WorkerConfig = field(default_factory=WorkerConfig)  # batching and the shared cache tier
     data_dir: Path = Path("var")
-    cache_dir: Path = ClassifierConfig.cache_dir
-    cache_size_mb: int = ClassifierConfig.cache_size_mb
-    cache_url: str | None = field(default=None, repr=False)  # may hold a Redis password
-    cache_ttl_s: int = WorkerConfig.cache_ttl_s
-    cache_pool_size: int = WorkerConfig.cache_pool_size
-    cache_timeout_s: float = WorkerConfig.cache_timeout_s
-    max_batch: int = WorkerConfig.max_batch
-    max_wait_ms: float = WorkerConfig.max_wait_ms
-    max_batch_tokens: int = ClassifierConfig.max_batch_tokens
-    inference_url: str | None = ClassifierConfig.inference_url
-    inference_timeout_s: float = ClassifierConfig.inference_timeout_s
-    queue_size: int = WorkerConfig.queue_size
     message_concurrency: int = DEFAULT_CONCURRENCY  # messages handled at once (the rest wait in the backlog)
     message_backlog: int = DEFAULT_BACKLOG  # messages waiting for a handler at most (beyond: their events wait)
     flag_threshold: float = DEFAULT_FLAG_THRESHOLD
@@ -84,14 +68,6 @@ class Settings:
     history_days: int = 365  # mood-history retention
     dashboard: DashboardSettings = field(default_factory=DashboardSettings)
 
-    def worker_config(self) -> WorkerConfig:
-        """Batching limits and the shared cache tier for the classification worker."""
-        return WorkerConfig(
-            max_batch=self.max_batch, max_wait_ms=self.max_wait_ms, queue_size=self.queue_size,
-            cache_url=self.cache_url, cache_ttl_s=self.cache_ttl_s, cache_pool_size=self.cache_pool_size,
-            cache_timeout_s=self.cache_timeout_s,
-        )
-
     @property
     def database_path(self) -> Path:
         """The default database: an SQLite file holding guild settings, opt-outs and flags."""
@@ -101,15 +77,6 @@ class Settings:
     def database(self) -> str:
         """Where the store lives: ``MOODBOT_DATABASE_URL``, else the SQLite file :attr:`database_path`."""
         return self.database_url or f"sqlite:///{self.database_path}"
-
-    def classifier_config(self) -> ClassifierConfig:
-        """Encoder, head and cache, for ``Classifier.load``."""
-        return ClassifierConfig(
-            model=self.model, head=self.head, cache_dir=self.cache_dir, cache_size_mb=self.cache_size_mb,
-            device=self.device, quantize=self.quantize, precision=self.precision, models_dir=self.models_dir,
-            max_batch_tokens=self.max_batch_tokens,
-            inference_url=self.inference_url, inference_timeout_s=self.inference_timeout_s,
-        )
 
 
 def _fernet_key(raw: str) -> str:
@@ -234,33 +201,41 @@ def load_settings(environ: Mapping[str, str] | None = None, dotenv_path: str | P
                 f"MOODBOT_SHARD_IDS={shown!r} is invalid: shard {shard_ids[-1]} is not below "
                 f"MOODBOT_SHARD_COUNT={shards.count}"
             )
-    quantize = get("MOODBOT_QUANTIZE", _choice("none", "int8"), Settings.quantize)
-    precision = get("MOODBOT_PRECISION", _choice(*PRECISIONS), Settings.precision)
+    quantize = get("MOODBOT_QUANTIZE", _choice("none", "int8"), ClassifierConfig.quantize)
+    precision = get("MOODBOT_PRECISION", _choice(*PRECISIONS), ClassifierConfig.precision)
     try:
         numeric_mode("cpu", quantize, precision)  # the one rule of which modes combine
     except EncoderError as error:
         raise SettingsError(f"MOODBOT_PRECISION={precision!r} with MOODBOT_QUANTIZE={quantize!r}: {error}") from None
-    return Settings(
-        discord_token=values.get("DISCORD_TOKEN", "").strip() or None,
+    classifier = ClassifierConfig(
         model=values.get("MOODBOT_MODEL", "").strip() or DEFAULT_MODEL,
         head=head,
-        device=get("MOODBOT_DEVICE", _choice("auto", "cpu", "cuda"), Settings.device),
+        cache_dir=get("MOODBOT_CACHE_DIR", Path, data_dir / "cache"),
+        cache_size_mb=get("MOODBOT_CACHE_SIZE_MB", _int(1), ClassifierConfig.cache_size_mb),
+        device=get("MOODBOT_DEVICE", _choice("auto", "cpu", "cuda"), ClassifierConfig.device),
         quantize=quantize,
         precision=precision,
-        models_dir=get("MOODBOT_MODELS_DIR", Path, Settings.models_dir),
-        data_dir=data_dir,
-        cache_dir=get("MOODBOT_CACHE_DIR", Path, data_dir / "cache"),
-        cache_size_mb=get("MOODBOT_CACHE_SIZE_MB", _int(1), Settings.cache_size_mb),
-        cache_url=get("MOODBOT_CACHE_URL", _redis_url, None),
-        cache_ttl_s=get("MOODBOT_CACHE_TTL_S", _int(0), Settings.cache_ttl_s),
-        cache_pool_size=get("MOODBOT_CACHE_POOL_SIZE", _int(1, 10_000), Settings.cache_pool_size),
-        cache_timeout_s=get("MOODBOT_CACHE_TIMEOUT_S", _float(0.01, 60.0), Settings.cache_timeout_s),
-        max_batch=get("MOODBOT_MAX_BATCH", _int(1, 4096), Settings.max_batch),
-        max_wait_ms=get("MOODBOT_MAX_WAIT_MS", _float(0.0, 10_000.0), Settings.max_wait_ms),
-        max_batch_tokens=get("MOODBOT_MAX_BATCH_TOKENS", _int(64), Settings.max_batch_tokens),
+        models_dir=get("MOODBOT_MODELS_DIR", Path, ClassifierConfig.models_dir),
+        max_batch_tokens=get("MOODBOT_MAX_BATCH_TOKENS", _int(64), ClassifierConfig.max_batch_tokens),
         inference_url=get("MOODBOT_INFERENCE_URL", _url("http", "https"), None),
-        inference_timeout_s=get("MOODBOT_INFERENCE_TIMEOUT_S", _float(0.1, 3600.0), Settings.inference_timeout_s),
-        queue_size=get("MOODBOT_QUEUE_SIZE", _int(1), Settings.queue_size),
+        inference_timeout_s=get(
+            "MOODBOT_INFERENCE_TIMEOUT_S", _float(0.1, 3600.0), ClassifierConfig.inference_timeout_s
+        ),
+    )
+    worker = WorkerConfig(
+        max_batch=get("MOODBOT_MAX_BATCH", _int(1, 4096), WorkerConfig.max_batch),
+        max_wait_ms=get("MOODBOT_MAX_WAIT_MS", _float(0.0, 10_000.0), WorkerConfig.max_wait_ms),
+        queue_size=get("MOODBOT_QUEUE_SIZE", _int(1), WorkerConfig.queue_size),
+        cache_url=get("MOODBOT_CACHE_URL", _redis_url, None),
+        cache_ttl_s=get("MOODBOT_CACHE_TTL_S", _int(0), WorkerConfig.cache_ttl_s),
+        cache_pool_size=get("MOODBOT_CACHE_POOL_SIZE", _int(1, 10_000), WorkerConfig.cache_pool_size),
+        cache_timeout_s=get("MOODBOT_CACHE_TIMEOUT_S", _float(0.01, 60.0), WorkerConfig.cache_timeout_s),
+    )
+    return Settings(
+        discord_token=values.get("DISCORD_TOKEN", "").strip() or None,
+        classifier=classifier,
+        worker=worker,
+        data_dir=data_dir,
         message_concurrency=get("MOODBOT_MESSAGE_CONCURRENCY", _int(1, 10_000), Settings.message_concurrency),
         message_backlog=get("MOODBOT_MESSAGE_BACKLOG", _int(1, 1_000_000), Settings.message_backlog),
         flag_threshold=get("MOODBOT_FLAG_THRESHOLD", _float(*FLAG_THRESHOLD_RANGE), Settings.flag_threshold),

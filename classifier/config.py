@@ -1,12 +1,12 @@
 """What it takes to load a classifier and run its worker, as plain values.
 
-The bot builds these from its settings (``Settings.classifier_config()``); the classifier package
+The bot builds these from its settings (``Settings.classifier``); the classifier package
 never reads the environment itself, so the bench, the CLI and the tests configure it the same way.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from classifier.encoders.bundled import DEFAULT_MODELS_DIR, bundled_encoder
@@ -80,7 +80,8 @@ class WorkerConfig:
     max_batch: int = 512
     max_wait_ms: float = 5.0
     queue_size: int = 1024
-    cache_url: str | None = None  # redis://...: Redis as the shared embedding-cache tier behind the local ones
+    cache_url: str | None = field(default=None, repr=False)  # redis://... (may hold a password): Redis as the shared
+    # embedding-cache tier behind the local ones
     cache_ttl_s: int = 30 * 24 * 3600  # set on every Redis write; 0: no expiry
     cache_pool_size: int = 16  # Redis connections per process; callers beyond it wait for a free one
     cache_timeout_s: float = 0.5  # connect, reply and pool wait; past it Redis counts as down

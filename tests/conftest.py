@@ -18,6 +18,7 @@ import discord
 import pytest
 import pytest_asyncio
 
+from classifier.config import ClassifierConfig
 from classifier.inference.classifier import Classifier, by_task
 from tests.support.classifier import build_tiny_model
 from tests.support.fake_discord import FakeDiscordServer, Seed, seed_default
@@ -103,12 +104,8 @@ def minilm_encoder(shipped_head):
 @pytest.fixture(scope="session")
 def shipped_classifier(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Classifier]:
     """The bundled all-MiniLM-L6-v2 with the shipped head, loaded once per session, over a tmp cache."""
-    from bot.settings import Settings
-
     root = tmp_path_factory.mktemp("classifier")
-    loaded = Classifier.load(
-        Settings(model="minilm", data_dir=root, cache_dir=root / "cache", device="cpu").classifier_config()
-    )
+    loaded = Classifier.load(ClassifierConfig(model="minilm", cache_dir=root / "cache", device="cpu"))
     yield loaded
     loaded.close()
 

@@ -46,11 +46,13 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
     def files(specs: list[DataArgument]) -> tuple[DataFile, ...]:
         return tuple(DataFile(spec.path, spec.weight, spec.three_way) for spec in specs)
 
-    options = BenchOptions(data=files(args.data or [DataArgument.parse(DEFAULT_DEV)]), messages=args.messages,
-                           model=args.model, int8=args.int8, inference_url=args.inference_url,
-                           inference_timeout_s=settings.inference_timeout_s, compare=files(args.compare or []))
-    worker = dataclasses.replace(settings.worker_config(), cache_url=None)  # it measures this process's cache tiers
-    config = dataclasses.replace(settings.classifier_config(), inference_url=None)  # in-process: the model runs here
+    options = BenchOptions(
+        data=files(args.data or [DataArgument.parse(DEFAULT_DEV)]), messages=args.messages, model=args.model,
+        int8=args.int8, inference_url=args.inference_url, inference_timeout_s=settings.classifier.inference_timeout_s,
+        compare=files(args.compare or []),
+    )
+    worker = dataclasses.replace(settings.worker, cache_url=None)  # it measures this process's cache tiers
+    config = dataclasses.replace(settings.classifier, inference_url=None)  # in-process: the model runs here
     result = run_bench(options, config, worker)
     print(json.dumps(result) if args.json else format_table(result))
     return 0

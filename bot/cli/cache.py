@@ -16,10 +16,10 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace, settings: Settings) -> int:
     from cache import EmbeddingCache
 
-    cache = EmbeddingCache(settings.cache_dir, namespace="", size_limit_mb=settings.cache_size_mb)
+    cache = EmbeddingCache(settings.classifier.cache_dir, namespace="", size_limit_mb=settings.classifier.cache_size_mb)
     try:
         if args.action == "clear":
-            print(f"removed {cache.clear()} cached vectors from {settings.cache_dir}")
+            print(f"removed {cache.clear()} cached vectors from {settings.classifier.cache_dir}")
         else:
             stats = cache.stats()
             print(

@@ -20,7 +20,7 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
     from bot.cli.console import classify_lines, format_result, stdin_lines
     from classifier.inference.router import Paths, Router
 
-    paths = Paths.load(settings.classifier_config())
+    paths = Paths.load(settings.classifier)
     try:
         lines = args.texts if args.texts else stdin_lines()
         for result in classify_lines(Router(paths), lines, settings):

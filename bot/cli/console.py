@@ -115,7 +115,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace, settings: Settings) -> int:
     from classifier.inference.router import Paths, Router
 
-    paths = Paths.load(settings.classifier_config())
+    paths = Paths.load(settings.classifier)
     try:
         run_console(Router(paths), settings, as_json=args.json)
     finally:

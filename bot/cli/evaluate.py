@@ -56,7 +56,7 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
     argument = DataArgument.parse(args.data)
     data = argument.load(signal=task.moderation)
     started = time.perf_counter()
-    paths = Paths.load(settings.classifier_config())
+    paths = Paths.load(settings.classifier)
     try:
         loaded = time.perf_counter()
         predictions = _classify(Router(paths), prepared(data), argument.path.name)

@@ -37,8 +37,8 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
     from classifier.config import WorkerConfig
     from classifier.serving.server import ServeError, ServeOptions, serve_until_stopped
 
-    config = dataclasses.replace(settings.classifier_config(), inference_url=None)  # this process is the service
-    batching = WorkerConfig(max_batch=settings.max_batch, max_wait_ms=settings.max_wait_ms)
+    config = dataclasses.replace(settings.classifier, inference_url=None)  # this process is the service
+    batching = WorkerConfig(max_batch=settings.worker.max_batch, max_wait_ms=settings.worker.max_wait_ms)
     try:
         return serve_until_stopped(config, batching, ServeOptions(args.host, args.port, args.replicas))
     except ServeError as error:

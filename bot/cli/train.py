@@ -139,7 +139,7 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
     measured = [(argument, argument.load(signal)) for argument in plan.measured]
     if not signal and not (set(dev.labels.tolist()) - {NEUTRAL}):
         raise ValueError(f"--dev {plan.dev.path}: dev accuracy is negative vs positive; the file has neither")
-    config = settings.classifier_config()
+    config = settings.classifier
     if plan.model:  # the head shipped for (or configured with) the encoder being trained: its feature, its dev figure
         config = dataclasses.replace(config, model=plan.model)
     config = config.path_configs()[0] if config.head is None else config  # 'multilingual': its English encoder

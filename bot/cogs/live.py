@@ -9,6 +9,7 @@ import discord
 from discord.ext import commands
 
 from bot.client import MoodBot
+from bot.store import GuildConfig
 from classifier.inference.prediction import Prediction
 
 log = logging.getLogger(__name__)
@@ -29,26 +30,30 @@ class Live(commands.Cog):
         self.bot = bot
 
     async def cog_load(self) -> None:
-        self.bot.message_consumers.append(self.react)
-        self.bot.edit_consumers.append(self.follow_edit)
+        self.bot.message_consumers.append(self)
 
     async def cog_unload(self) -> None:
-        self.bot.message_consumers.remove(self.react)
-        self.bot.edit_consumers.remove(self.follow_edit)
+        self.bot.message_consumers.remove(self)
 
-    async def react(self, message: discord.Message, prediction: Prediction, flag: bool, live: bool) -> None:
-        if not live:
-            return
+    def wants(self, message: discord.Message, config: GuildConfig, *, edited: bool) -> bool:
+        return message.channel.id in config.live_channels
+
+    async def handle(
+        self, message: discord.Message, prediction: Prediction, config: GuildConfig, *, edited: bool
+    ) -> None:
+        await (self.follow_edit(message, prediction) if edited else self.react(message, prediction))
+
+    async def react(self, message: discord.Message, prediction: Prediction) -> None:
         try:
             await message.add_reaction(sentiment_emoji(prediction))
         except discord.HTTPException as error:
             log.warning("could not react to message %d in channel %d: %s", message.id, message.channel.id, error)
 
-    async def follow_edit(self, message: discord.Message, prediction: Prediction, flag: bool, live: bool) -> None:
+    async def follow_edit(self, message: discord.Message, prediction: Prediction) -> None:
         """Put the edited text's emoji in place of the bot's other live reactions, as the edit's payload lists them
         (nothing to do when it holds just that one: a replayed or unchanged edit). A payload that lists no reactions
         may have left them out, so then the other emoji are removed unseen (removing an absent one is a no-op)."""
-        if not live or self.bot.user is None:
+        if self.bot.user is None:
             return
         wanted = sentiment_emoji(prediction)
         mine = {str(reaction.emoji) for reaction in message.reactions if reaction.me}

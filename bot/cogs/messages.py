@@ -1,5 +1,6 @@
-"""Classifies each eligible guild message once, and again when its text is edited, and hands the prediction to the
-cogs that act on it (flags, live); deletions go to the cogs that keep state about messages (flags)."""
+"""Classifies each eligible guild message once, and again when its text is edited, for the cogs that want it (flags,
+live reactions, mood history: :class:`~bot.client.MessageConsumer`); deletions go to the cogs that keep state about
+messages (flags)."""
 
 from __future__ import annotations
 
@@ -12,19 +13,12 @@ from discord.ext import commands
 
 from bot.admission import MessageDeletion, MessageEdit, Work
 from bot.client import MoodBot
-from bot.cogs.history import recorder_cog
 from bot.store import GuildConfig
 from classifier.inference.prediction import Prediction
 from classifier.inference.worker import ClassificationError, WorkerClosedError
 from classifier.text import EmptyTextError
 
 log = logging.getLogger(__name__)
-
-
-def wants_flagging(config: GuildConfig, message: discord.Message) -> bool:
-    """Auto-flagging is on and the author holds no exempt role."""
-    roles = getattr(message.author, "roles", ())
-    return config.auto_flag and not any(role.id in config.exempt_roles for role in roles)
 
 
 def is_text_edit(payload: discord.RawMessageUpdateEvent) -> bool:
@@ -100,46 +94,34 @@ class Messages(commands.Cog):
             await self._handle_new(item)
 
     async def _handle_new(self, message: discord.Message) -> None:
-        """Classify a new message once and hand it on; settings and opt-outs come from the store's cache."""
-        eligible = await self._eligibility(message)
-        if eligible is None:
-            return
-        config, flag, live = eligible
-        history = recorder_cog(self.bot) if config.history else None
-        if not (flag or live or history):
-            return
-        prediction = await self._classify(message, config)
-        if prediction is None:
-            return
-        if history is not None:
-            history.record(message, prediction)
-        await asyncio.gather(*(consumer(message, prediction, flag, live) for consumer in self.bot.message_consumers))
+        """Classify a new message once, for the consumers that want it; settings and opt-outs come from the store's
+        cache."""
+        await self._hand_on(message, edited=False)
 
     async def _handle_edit(self, message: discord.Message) -> None:
         """Classify an edited message again (the embedding cache answers a text it read before) and hand it on."""
-        eligible = await self._eligibility(message)
-        if eligible is None:
-            return
-        config, flag, live = eligible
-        if not (flag or live):
-            return
-        prediction = await self._classify(message, config)
-        if prediction is None:
-            return
-        stats = self.bot.admission.stats
-        if prediction.cached:
-            stats.edits_cached += 1
-        else:
-            stats.edits_classified += 1
-        await asyncio.gather(*(consumer(message, prediction, flag, live) for consumer in self.bot.edit_consumers))
+        prediction = await self._hand_on(message, edited=True)
+        if prediction is not None:
+            stats = self.bot.admission.stats
+            if prediction.cached:
+                stats.edits_cached += 1
+            else:
+                stats.edits_classified += 1
 
-    async def _eligibility(self, message: discord.Message) -> tuple[GuildConfig, bool, bool] | None:
-        """The guild's config and whether the message may be flagged and reacted to; ``None``: never classify it."""
+    async def _hand_on(self, message: discord.Message, *, edited: bool) -> Prediction | None:
+        """Classify the message if a consumer wants it and hand the prediction to those that do: never a message of
+        a disabled channel or an opted-out member."""
         assert message.guild is not None
         config = await self.bot.store.guild_config(message.guild.id)
         if message.channel.id in config.disabled_channels or await self.bot.store.is_opted_out(message.author.id):
             return None
-        return config, wants_flagging(config, message), message.channel.id in config.live_channels
+        wanting = [c for c in self.bot.message_consumers if c.wants(message, config, edited=edited)]
+        if not wanting:
+            return None
+        prediction = await self._classify(message, config)
+        if prediction is not None:
+            await asyncio.gather(*(consumer.handle(message, prediction, config, edited=edited) for consumer in wanting))
+        return prediction
 
     async def _classify(self, message: discord.Message, config: GuildConfig) -> Prediction | None:
         if not message.content:

@@ -14,6 +14,7 @@ import pytest
 from bot.runner import BotService
 from bot.settings import Settings
 from bot.store import Store
+from classifier.config import ClassifierConfig, WorkerConfig
 from classifier.inference.classifier import Classifier
 from tests.support.bot import running_bot
 from tests.support.fake_discord import FakeDiscordServer, Seed
@@ -23,8 +24,10 @@ from tests.support.helpers import TOKEN
 @pytest.fixture
 def settings(tmp_path: Path, fake_discord: FakeDiscordServer, restore_discord_endpoints: None) -> Settings:
     return Settings(
-        discord_token=TOKEN, data_dir=tmp_path / "var", cache_dir=tmp_path / "var" / "cache", device="cpu",
-        discord_api_base=fake_discord.api_base, discord_gateway_url=fake_discord.gateway_url, max_wait_ms=2.0,
+        discord_token=TOKEN, data_dir=tmp_path / "var",
+        classifier=ClassifierConfig(cache_dir=tmp_path / "var" / "cache", device="cpu"),
+        worker=WorkerConfig(max_wait_ms=2.0),
+        discord_api_base=fake_discord.api_base, discord_gateway_url=fake_discord.gateway_url,
     )
 
 

@@ -9,6 +9,7 @@ import sqlite3
 import numpy as np
 import pytest
 
+from bot.cogs.moderation.review import CARD_CUSTOM_ID
 from bot.store import LABEL_NEUTRAL, FlagStatus, ReviewAction
 from classifier.heads.sentiment import NEGATIVE, NEUTRAL
 from classifier.text import prepare_text
@@ -46,7 +47,7 @@ async def test_negative_message_is_flagged_and_posted(
     assert f"/{seeded_guild.guild_id}/{seeded_guild.general_id}/{bad.id}" in fields["Message"]
     assert fields["Why"] == f"Negative {flag.p_negative:.2f}" and flag.reasons[0].head == "sentiment"
     assert fields["Sentiment"] == f"p_negative {flag.p_negative:.2f}"
-    assert button_ids(post) == [f"moodbot:flag:{a}:{flag.id}" for a in ("dismiss", "confirm", "delete")]
+    assert button_ids(post) == [f"moodbot:flag:{a}:{flag.id}:open" for a in ("dismiss", "confirm", "delete")]
     assert pings_nobody(post), post.data
     assert len(store.flags(seeded_guild.guild_id)[0]) == 1  # the positive message was not flagged
     assert TOKEN not in caplog.text
@@ -124,7 +125,7 @@ async def test_review_buttons_check_permissions_and_record(
         await fake_discord.send_message(seeded_guild.general_id, seeded_guild.member_id, NEGATIVE_MESSAGE)
         [post] = await mod_log_posts(fake_discord, seeded_guild.mod_log_id, 1)
         confirm = review_button(post, "confirm")
-        flag_id = int(confirm.rsplit(":", 1)[1])
+        flag_id = int(CARD_CUSTOM_ID.fullmatch(confirm)["flag_id"])
 
         refused = await fake_discord.click_button(
             seeded_guild.guild_id, seeded_guild.mod_log_id, seeded_guild.member_id, post.id, confirm
@@ -172,7 +173,7 @@ async def test_two_clicks_on_one_card_at_the_same_moment_record_one_review(
         assert [answer.type for answer in answers] == [7, 7]  # both cards show the one recorded decision
         await fake_discord.wait_until(lambda: any(click.followups for click in clicks), WAIT)
         [note] = [message for click in clicks for message in click.followups]  # only the click that lost hears of it
-    [review] = open_store().reviews(int(confirm.rsplit(":", 1)[1]))
+    [review] = open_store().reviews(int(CARD_CUSTOM_ID.fullmatch(confirm)["flag_id"]))
     assert note.ephemeral and f"This flag was already {review.new_status.value} by <@{moderator}>" in note.content
     assert fake_discord.message(post.id).embeds[0]["title"].endswith(review.new_status.value)
 

@@ -13,15 +13,12 @@ from tests.support.helpers import REPO_ROOT, TOKEN, clean_environ, run_moodbot
 def test_defaults_without_env_or_dotenv() -> None:
     settings = load_settings({}, dotenv_path=None)
     assert settings == Settings()
-    assert settings.model == DEFAULT_MODEL
-    assert settings.discord_token is None and settings.head is None
-    assert (settings.device, settings.max_batch, settings.max_wait_ms, settings.cache_size_mb) == (
-        "auto",
-        512,
-        5.0,
-        512,
-    )
-    assert settings.cache_dir == Path("var/cache") and settings.database_path == Path("var/moodbot.sqlite3")
+    assert settings.classifier.model == DEFAULT_MODEL
+    assert settings.discord_token is None and settings.classifier.head is None
+    classifier, worker = settings.classifier, settings.worker
+    assert (classifier.device, classifier.cache_size_mb) == ("auto", 512)
+    assert (worker.max_batch, worker.max_wait_ms) == (512, 5.0)
+    assert settings.classifier.cache_dir == Path("var/cache") and settings.database_path == Path("var/moodbot.sqlite3")
 
 
 def test_dotenv_values_are_read(tmp_path: Path) -> None:
@@ -31,24 +28,25 @@ def test_dotenv_values_are_read(tmp_path: Path) -> None:
         f"MOODBOT_DATA_DIR={tmp_path / 'data'}\nMOODBOT_CACHE_SIZE_MB=64\nDISCORD_TOKEN={TOKEN}\n"
     )
     settings = load_settings({}, dotenv_path=dotenv)
-    assert (settings.max_batch, settings.max_wait_ms, settings.device, settings.cache_size_mb) == (16, 2.5, "cpu", 64)
+    classifier, worker = settings.classifier, settings.worker
+    assert (worker.max_batch, worker.max_wait_ms, classifier.device, classifier.cache_size_mb) == (16, 2.5, "cpu", 64)
     assert settings.discord_token == TOKEN
-    assert settings.cache_dir == tmp_path / "data" / "cache"  # follows MOODBOT_DATA_DIR unless set
+    assert settings.classifier.cache_dir == tmp_path / "data" / "cache"  # follows MOODBOT_DATA_DIR unless set
 
 
 def test_environment_overrides_dotenv(tmp_path: Path) -> None:
     dotenv = tmp_path / ".env"
     dotenv.write_text("MOODBOT_MAX_BATCH=16\nMOODBOT_MAX_WAIT_MS=2\nMOODBOT_MODEL=from-dotenv\n")
     settings = load_settings({"MOODBOT_MAX_BATCH": "32", "MOODBOT_MODEL": "from-env"}, dotenv_path=dotenv)
-    assert settings.max_batch == 32 and settings.model == "from-env"
-    assert settings.max_wait_ms == 2.0  # untouched by the environment: .env value stays
+    assert settings.worker.max_batch == 32 and settings.classifier.model == "from-env"
+    assert settings.worker.max_wait_ms == 2.0  # untouched by the environment: .env value stays
 
 
 def test_env_example_is_a_valid_configuration() -> None:
     """The documented example (empty token and head) loads, and documents every setting the code reads."""
     example = REPO_ROOT / ".env.example"
     settings = load_settings({}, dotenv_path=example)
-    assert settings.discord_token is None and settings.head is None
+    assert settings.discord_token is None and settings.classifier.head is None
     text = example.read_text()
     for name in ("DISCORD_TOKEN", "MOODBOT_MODEL", "MOODBOT_HEAD", "MOODBOT_DEVICE", "MOODBOT_CACHE_DIR",
                  "MOODBOT_CACHE_SIZE_MB", "MOODBOT_MAX_BATCH", "MOODBOT_MAX_WAIT_MS", "MOODBOT_QUEUE_SIZE"):
@@ -110,6 +108,15 @@ def test_repr_never_shows_the_token() -> None:
     assert settings.discord_token == TOKEN
     assert TOKEN not in repr(settings) and TOKEN not in str(settings)
     assert "max_batch=512" in repr(settings)
+
+
+def test_repr_never_shows_url_passwords() -> None:
+    settings = load_settings(
+        {"MOODBOT_CACHE_URL": "redis://:hunter2@127.0.0.1:6379/0", "MOODBOT_DATABASE_URL": "postgresql://u:pw9@h/db"},
+        dotenv_path=None,
+    )
+    assert settings.worker.cache_url == "redis://:hunter2@127.0.0.1:6379/0"
+    assert "hunter2" not in repr(settings) and "pw9" not in repr(settings)
 
 
 @pytest.mark.parametrize(("name", "value"), [("MOODBOT_MAX_BATCH", "abc"), ("MOODBOT_DEVICE", "gpu")])

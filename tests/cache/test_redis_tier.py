@@ -22,7 +22,7 @@ from bot.settings import Settings, SettingsError, load_settings
 from cache import EmbeddingCache
 from cache.embedding_cache import decode_vector, encode_vector
 from cache.redis_tier import KEY_PREFIX, RedisTier
-from classifier.config import WorkerConfig
+from classifier.config import ClassifierConfig, WorkerConfig
 from classifier.heads.sentiment import CLASSES
 from classifier.inference.worker import BatchingWorker
 from tests.support.bot import running_bot
@@ -284,7 +284,7 @@ def test_settings_configure_the_shared_tier() -> None:
         },
         dotenv_path=None,
     )
-    config = settings.worker_config()
+    config = settings.worker
     assert (config.cache_url, config.cache_ttl_s, config.cache_pool_size, config.cache_timeout_s) == (
         "redis://:s3cret@cache.internal:6380/2",
         0,
@@ -292,7 +292,7 @@ def test_settings_configure_the_shared_tier() -> None:
         0.25,
     )
     assert "s3cret" not in repr(settings)
-    defaults = load_settings({}, dotenv_path=None).worker_config()
+    defaults = load_settings({}, dotenv_path=None).worker
     assert defaults.cache_url is None and defaults == WorkerConfig()
     assert defaults.cache_ttl_s == 30 * 24 * 3600
 
@@ -343,12 +343,10 @@ async def test_moodbot_run_with_a_cache_url_shares_vectors_between_bot_processes
         settings = Settings(
             discord_token=TOKEN,
             data_dir=tmp_path / f"var-{name}",
-            cache_dir=tmp_path / f"cache-{name}",
-            device="cpu",
+            classifier=ClassifierConfig(cache_dir=tmp_path / f"cache-{name}", device="cpu"),
+            worker=WorkerConfig(max_wait_ms=2.0, cache_url=redis_server.url),
             discord_api_base=fake_discord.api_base,
             discord_gateway_url=fake_discord.gateway_url,
-            max_wait_ms=2.0,
-            cache_url=redis_server.url,
         )
         async with running_bot(settings, classifier) as service:
             interaction = await fake_discord.send_slash_command(

@@ -15,6 +15,7 @@ import pytest
 
 from bot.settings import Settings
 from bot.store import Store
+from classifier.config import ClassifierConfig, WorkerConfig
 from classifier.inference.classifier import Classifier
 from classifier.inference.worker import BatchingWorker, ClassificationError
 from tests.support.bot import running_bot
@@ -68,11 +69,10 @@ async def test_bot_replies_with_a_clear_error_and_keeps_serving(
     settings = Settings(
         discord_token=TOKEN,
         data_dir=tmp_path / "var",
-        cache_dir=tmp_path / "var" / "cache",
-        device="cpu",
+        classifier=ClassifierConfig(cache_dir=tmp_path / "var" / "cache", device="cpu"),
+        worker=WorkerConfig(max_wait_ms=2.0),
         discord_api_base=fake_discord.api_base,
         discord_gateway_url=fake_discord.gateway_url,
-        max_wait_ms=2.0,
     )
     with Store.open_sync(settings.database_path) as store:
         store.update_guild(seeded_guild.guild_id, modlog_channel_id=seeded_guild.mod_log_id, flag_threshold=0.6)

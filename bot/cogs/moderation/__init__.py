@@ -49,6 +49,12 @@ POST_TIMEOUT_SECONDS = 10.0
 CARDS_FRESH_SECONDS = POST_CLAIM_SECONDS - POST_TIMEOUT_SECONDS
 
 
+def wants_flagging(config: GuildConfig, message: discord.Message) -> bool:
+    """Auto-flagging is on and the author holds no exempt role."""
+    roles = getattr(message.author, "roles", ())
+    return config.auto_flag and not any(role.id in config.exempt_roles for role in roles)
+
+
 class Moderation(commands.Cog):
     """Raises flags on negative messages and lets moderators review them."""
 
@@ -58,35 +64,37 @@ class Moderation(commands.Cog):
 
     async def cog_load(self) -> None:
         self.bot.add_dynamic_items(FlagButton)
-        self.bot.message_consumers.append(self.raise_flag)
-        self.bot.edit_consumers.append(self.follow_edit)
+        self.bot.message_consumers.append(self)
         self.bot.deletion_consumers.append(self.mark_deleted)
         self._repost_up_to = await self.bot.store.last_flag_id()
         self.post_unposted.start()
 
     async def cog_unload(self) -> None:
         self.bot.remove_dynamic_items(FlagButton)
-        self.bot.message_consumers.remove(self.raise_flag)
-        self.bot.edit_consumers.remove(self.follow_edit)
+        self.bot.message_consumers.remove(self)
         self.bot.deletion_consumers.remove(self.mark_deleted)
         self.post_unposted.cancel()
 
-    async def raise_flag(self, message: discord.Message, prediction: Prediction, flag: bool, live: bool) -> None:
+    def wants(self, message: discord.Message, config: GuildConfig, *, edited: bool) -> bool:
+        """Messages that may be flagged; an edit only when its author edited the text."""
+        return wants_flagging(config, message) and (not edited or message.edited_at is not None)
+
+    async def handle(
+        self, message: discord.Message, prediction: Prediction, config: GuildConfig, *, edited: bool
+    ) -> None:
+        await (self.follow_edit if edited else self.raise_flag)(message, prediction, config)
+
+    async def raise_flag(self, message: discord.Message, prediction: Prediction, config: GuildConfig) -> None:
         """Store a flag when the guild's flag policy finds a reason, then post it."""
-        if not flag or message.guild is None:
-            return
-        config = await self.bot.store.guild_config(message.guild.id)
         reasons = flag_reasons(prediction, config.flag_on, config.flag_threshold)
         if reasons:
             await self._raise(message, prediction, reasons, config)
 
-    async def follow_edit(self, message: discord.Message, prediction: Prediction, flag: bool, live: bool) -> None:
+    async def follow_edit(self, message: discord.Message, prediction: Prediction, config: GuildConfig) -> None:
         """Check an edited message again: its flag is re-scored and its card updated in place (also when the edit
         no longer flags it: moderators still decide), and a message the edit makes flaggable is flagged once."""
-        if not flag or message.guild is None or message.edited_at is None:
-            return
+        assert message.guild is not None and message.edited_at is not None
         store = self.bot.store
-        config = await store.guild_config(message.guild.id)
         reasons = flag_reasons(prediction, config.flag_on, config.flag_threshold)
         existing = await store.flag_of_message(message.guild.id, message.id)
         if existing is None:

@@ -1,9 +1,9 @@
 """The review buttons of a card (Dismiss / Confirm / Delete message) and bringing a posted card up to date.
 
-A button's ``custom_id`` carries its action and flag id (a ``DynamicItem``): it works after any restart, and the
-re-poster finds a flag's old cards by it. Every card write renders the flag as stored and checks its ``revision``
-afterwards, so that of writers racing on one card (an edit, a deletion, a click, another process) the last state is
-the one shown.
+A button's ``custom_id`` carries its action, flag id and the status its card showed (a ``DynamicItem``): it works
+after any restart, a click decides on what its moderator saw, and the re-poster finds a flag's old cards by it. Every
+card write renders the flag as stored and checks its ``revision`` afterwards, so that of writers racing on one card
+(an edit, a deletion, a click, another process) the last state is the one shown.
 """
 
 from __future__ import annotations
@@ -21,14 +21,23 @@ from bot.ui import send_ephemeral
 
 log = logging.getLogger(__name__)
 
-#: A flag button's ``custom_id`` is ``moodbot:flag:<action>:<flag id>``: it survives restarts and finds old cards.
+#: A flag button's ``custom_id`` is ``moodbot:flag:<action>:<flag id>:<status shown>``: it survives restarts and finds
+#: old cards. Cards posted before the status was added end at the flag id (their title shows the status).
 CUSTOM_ID_PREFIX = "moodbot:flag"
 
 
 ACTION_PATTERN = "|".join(action.value for action in ReviewAction)
 
 
-CARD_CUSTOM_ID = re.compile(rf"^{CUSTOM_ID_PREFIX}:(?:{ACTION_PATTERN}):(?P<flag_id>[0-9]+)$")
+STATUS_PATTERN = "|".join(status.value for status in FlagStatus)
+
+
+CUSTOM_ID_TEMPLATE = (
+    rf"{CUSTOM_ID_PREFIX}:(?P<action>{ACTION_PATTERN}):(?P<flag_id>[0-9]+)(?::(?P<seen>{STATUS_PATTERN}))?"
+)
+
+
+CARD_CUSTOM_ID = re.compile(rf"^{CUSTOM_ID_TEMPLATE}$")
 
 
 BUTTON_STYLES = {
@@ -66,7 +75,7 @@ async def refresh_card(bot: MoodBot, flag: Flag, shown: int | None = None) -> No
 
 
 def shown_status(card: discord.Message | None) -> FlagStatus | None:
-    """The status a flag card showed when its button was clicked (its title ends with it): what the click decided on."""
+    """The status a card posted before buttons carried it showed when clicked (its title ends with it)."""
     title = card.embeds[0].title if card is not None and card.embeds else None
     try:
         return FlagStatus((title or "").rpartition(" · ")[2])
@@ -74,27 +83,26 @@ def shown_status(card: discord.Message | None) -> FlagStatus | None:
         return None
 
 
-class FlagButton(
-    discord.ui.DynamicItem[discord.ui.Button],
-    template=rf"{CUSTOM_ID_PREFIX}:(?P<action>{ACTION_PATTERN}):(?P<flag_id>[0-9]+)",
-):
-    """A review button whose action and flag id live in its ``custom_id``: it works after any restart."""
+class FlagButton(discord.ui.DynamicItem[discord.ui.Button], template=CUSTOM_ID_TEMPLATE):
+    """A review button whose action, flag id and the status its card showed live in its ``custom_id``: it works
+    after any restart, and a click that lands after another moderator's review is told so instead of overriding it."""
 
-    def __init__(self, action: ReviewAction, flag_id: int, *, disabled: bool = False) -> None:
+    def __init__(
+        self, action: ReviewAction, flag_id: int, seen: FlagStatus | None, *, disabled: bool = False
+    ) -> None:
         style, label = BUTTON_STYLES[action]
-        super().__init__(
-            discord.ui.Button(
-                style=style, label=label, custom_id=f"{CUSTOM_ID_PREFIX}:{action.value}:{flag_id}", disabled=disabled
-            )
-        )
+        custom_id = f"{CUSTOM_ID_PREFIX}:{action.value}:{flag_id}" + (f":{seen.value}" if seen else "")
+        super().__init__(discord.ui.Button(style=style, label=label, custom_id=custom_id, disabled=disabled))
         self.action = action
         self.flag_id = flag_id
+        self.seen = seen
 
     @classmethod
     async def from_custom_id(
         cls, interaction: discord.Interaction, item: discord.ui.Button, match: re.Match[str], /
     ) -> FlagButton:
-        return cls(ReviewAction(match["action"]), int(match["flag_id"]))
+        seen = FlagStatus(match["seen"]) if match["seen"] else None
+        return cls(ReviewAction(match["action"]), int(match["flag_id"]), seen)
 
     async def callback(self, interaction: discord.Interaction[MoodBot]) -> None:  # type: ignore[override]
         if not interaction.permissions.manage_messages:
@@ -107,7 +115,7 @@ class FlagButton(
             return
         if self.action is ReviewAction.DELETE and not await _delete_flagged_message(bot, flag, interaction):
             return
-        seen = shown_status(interaction.message) or flag.status
+        seen = self.seen or shown_status(interaction.message) or flag.status
         try:
             flag = await bot.store.review_flag(flag.id, interaction.user.id, self.action, seen=seen)
         except AlreadyReviewedError as taken:  # another click on the same card landed first: show it, and say so
@@ -153,5 +161,5 @@ def flag_view(flag: Flag) -> discord.ui.View:
     gone = flag.status is FlagStatus.DELETED or flag.deleted_at is not None
     view = discord.ui.View(timeout=None)
     for action in BUTTON_STYLES:
-        view.add_item(FlagButton(action, flag.id, disabled=action is ReviewAction.DELETE and gone))
+        view.add_item(FlagButton(action, flag.id, flag.status, disabled=action is ReviewAction.DELETE and gone))
     return view

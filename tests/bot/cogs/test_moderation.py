@@ -8,7 +8,7 @@ from dataclasses import replace
 import discord
 
 from bot.cogs.moderation.cards import flag_embed
-from bot.cogs.moderation.review import FlagButton, flag_view
+from bot.cogs.moderation.review import CARD_CUSTOM_ID, FlagButton, flag_view
 from bot.store import Flag, FlaggedAs, FlagStatus, ReviewAction, excerpt
 from classifier.flag_policy import Reason
 
@@ -107,3 +107,17 @@ def test_an_edited_card_of_the_longest_texts_fits_discord_limits() -> None:
     embed = flag_embed(replace(HARMLESS_EDIT, excerpt=worst, first=FlaggedAs(worst, 0.9, FLAG.reasons)))
     assert len(embed.description) <= DESCRIPTION_LIMIT and len(embed) <= EMBED_LIMIT
     assert all(len(field.value) <= FIELD_LIMIT for field in embed.fields)
+
+
+def test_buttons_carry_the_status_their_card_shows() -> None:
+    """A click decides on what its moderator saw: the status rides in the ``custom_id``, not in the card's title."""
+    for status in FlagStatus:
+        ids = [item.item.custom_id for item in flag_view(replace(FLAG, status=status)).children]
+        assert ids == [f"moodbot:flag:{action}:7:{status.value}" for action in ("dismiss", "confirm", "delete")]
+        assert {CARD_CUSTOM_ID.fullmatch(custom_id)["seen"] for custom_id in ids} == {status.value}
+
+
+def test_cards_posted_before_the_status_was_added_still_match() -> None:
+    match = CARD_CUSTOM_ID.fullmatch("moodbot:flag:confirm:12")
+    assert match is not None and (match["action"], match["flag_id"], match["seen"]) == ("confirm", "12", None)
+    assert CARD_CUSTOM_ID.fullmatch("moodbot:flag:confirm:12:maybe") is None

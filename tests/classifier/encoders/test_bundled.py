@@ -309,8 +309,8 @@ def test_the_lazy_encoder_promises_the_mode_it_loads(tiny_model_dir: Path, tiny_
 
 def test_precision_and_models_dir_settings(tmp_path: Path) -> None:
     settings = load_settings({"MOODBOT_PRECISION": "BF16", "MOODBOT_MODELS_DIR": str(tmp_path)}, dotenv_path=None)
-    assert settings.classifier_config().precision == "bf16"
-    assert settings.classifier_config().models_dir == tmp_path
+    assert settings.classifier.precision == "bf16"
+    assert settings.classifier.models_dir == tmp_path
     assert load_settings({}, dotenv_path=None).precision == "auto"
     with pytest.raises(SettingsError) as caught:
         load_settings({"MOODBOT_PRECISION": "fp8"}, dotenv_path=None)
@@ -318,4 +318,4 @@ def test_precision_and_models_dir_settings(tmp_path: Path) -> None:
     with pytest.raises(SettingsError, match="^MOODBOT_PRECISION='bf16' with MOODBOT_QUANTIZE='int8': int8"):
         load_settings({"MOODBOT_PRECISION": "bf16", "MOODBOT_QUANTIZE": "int8"}, dotenv_path=None)
     int8 = load_settings({"MOODBOT_QUANTIZE": "int8", "MOODBOT_DEVICE": "cpu"}, dotenv_path=None)
-    assert int8.classifier_config().numeric_mode == "int8"  # auto precision gives way to int8
+    assert int8.classifier.numeric_mode == "int8"  # auto precision gives way to int8

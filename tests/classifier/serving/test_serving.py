@@ -150,9 +150,9 @@ import bot.client, bot.runner  # the bot's own modules, as `moodbot run` imports
 
 async def main():
     settings = load_settings(dotenv_path=None)
-    classifier = Classifier.load(settings.classifier_config())
+    classifier = Classifier.load(settings.classifier)
     try:
-        async with BatchingWorker.configured(classifier, settings.worker_config()) as worker:
+        async with BatchingWorker.configured(classifier, settings.worker) as worker:
             labels = [p.label for p in await worker.classify_many(sys.argv[1:])]
     finally:
         classifier.close()

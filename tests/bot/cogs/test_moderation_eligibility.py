@@ -5,7 +5,7 @@ from __future__ import annotations
 import discord
 import pytest
 
-from bot.cogs.messages import wants_flagging
+from bot.cogs.moderation import wants_flagging
 from bot.store import GuildConfig
 from tests.support.bot import parsed_guild, parsed_message
 from tests.support.fake_discord import FakeDiscordServer, FakeMessage, Seed, seed_default
