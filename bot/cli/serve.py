@@ -34,13 +34,11 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace, settings: Settings) -> int:
-    from classifier.config import WorkerConfig
     from classifier.serving.server import ServeError, ServeOptions, serve_until_stopped
 
     config = dataclasses.replace(settings.classifier, inference_url=None)  # this process is the service
-    batching = WorkerConfig(max_batch=settings.worker.max_batch, max_wait_ms=settings.worker.max_wait_ms)
-    try:
-        return serve_until_stopped(config, batching, ServeOptions(args.host, args.port, args.replicas))
+    try:  # the service batches requests by the worker's limits; the callers' own cache tiers answer cached texts
+        return serve_until_stopped(config, settings.worker, ServeOptions(args.host, args.port, args.replicas))
     except ServeError as error:
         print(f"moodbot: error: {error}", file=sys.stderr)
         return 2
