@@ -440,6 +440,7 @@ async def test_shards_receive_only_their_guilds(monkeypatch: pytest.MonkeyPatch)
         guilds = [seed_default(server, name=f"Guild {shard}", shard=shard) for shard in (0, 1)]
         assert [(g.guild_id >> 22) % 2 for g in guilds] == [0, 1]
         seen: dict[int, list[int]] = {0: [], 1: []}
+        events: dict[int, int] = {0: 0, 1: 0}  # gateway dispatches each client has read
 
         def sharded(shard: int) -> commands.AutoShardedBot:
             intents = discord.Intents.default()
@@ -452,14 +453,26 @@ async def test_shards_receive_only_their_guilds(monkeypatch: pytest.MonkeyPatch)
             async def on_message(message: discord.Message) -> None:
                 seen[shard].append(message.id)
 
+            @bot.listen()
+            async def on_socket_event_type(event_type: str) -> None:
+                events[shard] += 1
+
             return bot
+
+        def read_everything_sent() -> bool:
+            """Each client has read every dispatch its session was sent (``seq`` numbers them all), so a wrongly
+            routed copy would be in its message cache by now."""
+            sessions = {session.shard[0]: session.seq for session in server.gateway.connected}
+            return sessions.keys() == {0, 1} and all(events[shard] == seq for shard, seq in sessions.items())
 
         async with running(sharded(0)) as first, running(sharded(1)) as second:
             assert [g.id for g in first.guilds] == [guilds[0].guild_id]
             assert [g.id for g in second.guilds] == [guilds[1].guild_id]
             sent = [await server.send_message(g.general_id, g.member_id, "hello shard") for g in guilds]
             await poll_until(lambda: len(seen[0]) + len(seen[1]) >= 2, 5, "both messages")
-            await asyncio.sleep(0.2)  # a wrongly routed copy would arrive meanwhile
+            await poll_until(read_everything_sent, 5, "each client to read all its session was sent")
+            assert [m.id for m in first.cached_messages] == [sent[0].id]
+            assert [m.id for m in second.cached_messages] == [sent[1].id]
         assert seen == {0: [sent[0].id], 1: [sent[1].id]}
         assert [shard for _, *shard in server.gateway.identifies] == [[0, 2], [1, 2]]
 

@@ -13,7 +13,7 @@ from bot.cogs.moderation.review import CARD_CUSTOM_ID
 from bot.store import LABEL_NEUTRAL, FlagStatus, ReviewAction
 from classifier.heads.sentiment import NEGATIVE, NEUTRAL
 from classifier.text import prepare_text
-from tests.support.bot import THRESHOLD, button_ids, click_review, mod_log_posts, review_button
+from tests.support.bot import THRESHOLD, button_ids, click_review, handled, mod_log_posts, review_button
 from tests.support.helpers import NEGATIVE_MESSAGE, POSITIVE_MESSAGE, TOKEN, WAIT, pings_nobody, poll_until
 
 pytestmark = pytest.mark.timeout(90)
@@ -63,7 +63,8 @@ async def test_replayed_message_is_flagged_once(fake_discord, seeded_guild, conf
             seeded_guild.general_id, seeded_guild.member_id, "this is the worst patch ever, horrible"
         )
         await mod_log_posts(fake_discord, seeded_guild.mod_log_id, 2)
-        await service.bot.worker.classify("sync point")  # let any duplicate handler finish
+        stats = await handled(service.bot, 3)  # the replay is admitted like any message: its handler has finished
+    assert (stats.admitted, stats.handled, stats.failed) == (3, 3, 0)
     assert len(open_store().flags(seeded_guild.guild_id)[0]) == 2
     assert len(fake_discord.bot_messages_in(seeded_guild.mod_log_id)) == 2
 
@@ -73,7 +74,7 @@ async def test_opted_out_member_is_ignored(
 ) -> None:
     configure(modlog_channel_id=seeded_guild.mod_log_id, flag_threshold=THRESHOLD)
     secret = "I absolutely hate this awful garbage update, opted out edition"
-    async with start_bot():
+    async with start_bot() as service:
         interaction = await fake_discord.send_slash_command(
             seeded_guild.guild_id, seeded_guild.general_id, seeded_guild.member_id, "privacy", subcommand="optout"
         )
@@ -83,6 +84,8 @@ async def test_opted_out_member_is_ignored(
             seeded_guild.general_id, seeded_guild.moderator_id, NEGATIVE_MESSAGE
         )  # a sentinel after it
         [post] = await mod_log_posts(fake_discord, seeded_guild.mod_log_id, 1)
+        stats = await handled(service.bot, 2)  # the opted-out member's message too: it was checked and dropped
+        assert (stats.admitted, stats.handled, stats.failed) == (2, 2, 0)
         status = await fake_discord.send_slash_command(
             seeded_guild.guild_id, seeded_guild.general_id, seeded_guild.member_id, "privacy", subcommand="status"
         )
@@ -99,13 +102,16 @@ async def test_disabled_channel_exempt_role_and_auto_flag_off(
     with open_store() as store:
         store.set_channel(seeded_guild.guild_id, seeded_guild.random_id, "disabled", True)
         store.set_exempt_role(seeded_guild.guild_id, seeded_guild.moderator_role_id, True)
-    async with start_bot():
+    async with start_bot() as service:
         await fake_discord.send_message(seeded_guild.random_id, seeded_guild.member_id, NEGATIVE_MESSAGE)
         await fake_discord.send_message(seeded_guild.general_id, seeded_guild.moderator_id, NEGATIVE_MESSAGE)
         await fake_discord.send_message(
             seeded_guild.general_id, seeded_guild.member_id, "worst server ever, I hate everyone here"
         )
         [post] = await mod_log_posts(fake_discord, seeded_guild.mod_log_id, 1)
+        stats = await handled(service.bot, 3)  # the disabled channel's and the exempt role's messages too
+        assert (stats.admitted, stats.handled, stats.failed) == (3, 3, 0)
+        assert len(fake_discord.bot_messages_in(seeded_guild.mod_log_id)) == 1
     [flag] = open_store().flags(seeded_guild.guild_id)[0]
     assert (flag.author_id, flag.channel_id) == (seeded_guild.member_id, seeded_guild.general_id)
     configure(auto_flag=0)
@@ -113,8 +119,10 @@ async def test_disabled_channel_exempt_role_and_auto_flag_off(
         await fake_discord.send_message(
             seeded_guild.general_id, seeded_guild.member_id, "this is garbage and I am furious"
         )
-        await service.bot.worker.classify("sync point")
+        stats = await handled(service.bot, 1)
+    assert (stats.admitted, stats.handled, stats.failed) == (1, 1, 0)
     assert len(open_store().flags(seeded_guild.guild_id)[0]) == 1
+    assert len(fake_discord.bot_messages_in(seeded_guild.mod_log_id)) == 1  # the card of the first run only
 
 
 async def test_review_buttons_check_permissions_and_record(

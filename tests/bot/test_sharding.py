@@ -16,14 +16,14 @@ import pytest
 from discord import app_commands
 
 from bot.command_sync import tree_digest
-from bot.identify import IdentifyGate
+from bot.identify import LOCK_PREFIX, IdentifyGate
 from bot.runner import BotService
 from bot.sharding import ShardConfig, shard_of
 from bot.store import Store
 from classifier.inference.router import Paths
-from tests.support.bot import THRESHOLD, mod_log_posts
+from tests.support.bot import THRESHOLD, handled, mod_log_posts
 from tests.support.fake_discord import FakeDiscordServer, Seed, seed_default
-from tests.support.helpers import NEGATIVE_MESSAGE, WAIT, free_port
+from tests.support.helpers import NEGATIVE_MESSAGE, WAIT, free_port, poll_until
 from tests.support.redis_server import RedisServer
 
 pytestmark = pytest.mark.timeout(120)
@@ -62,11 +62,15 @@ async def test_a_shard_process_handles_only_its_guilds(fake_discord, two_shards,
         [card] = await mod_log_posts(fake_discord, guild1.mod_log_id, 1)
         assert f"Flag #{flag1}" in card.embeds[0]["footer"]["text"]
         # A message in the other shard's guild never reaches this process; one in its own guild is flagged.
-        await fake_discord.send_message(guild0.general_id, guild0.member_id, NEGATIVE_MESSAGE)
-        await fake_discord.send_message(guild1.general_id, guild1.member_id, NEGATIVE_MESSAGE)
+        other = await fake_discord.send_message(guild0.general_id, guild0.member_id, NEGATIVE_MESSAGE)
+        mine = await fake_discord.send_message(guild1.general_id, guild1.member_id, NEGATIVE_MESSAGE)
         await mod_log_posts(fake_discord, guild1.mod_log_id, 2)
-        await service.bot.worker.classify("sync point")
-        await asyncio.sleep(0.3)
+        stats = await handled(service.bot, 1)
+        # Events reach a shard's websocket in order: had the other guild's message been sent to this process, it
+        # would have been read (and cached by discord.py) before the one just handled.
+        received = {message.id for message in service.bot.cached_messages}
+        assert mine.id in received and other.id not in received
+        assert (stats.admitted, stats.handled, stats.failed) == (1, 1, 0)
         assert fake_discord.bot_messages_in(guild0.mod_log_id) == []
     with Store.open_sync(settings.database_path) as store:
         assert store.flag(flag0).modlog_message_id is None
@@ -132,7 +136,8 @@ async def test_logins_take_turns_per_bucket_through_redis(redis_server: RedisSer
 
     one_bucket = sorted(await identify_times([(gate(1), 0), (gate(1), 1), (gate(1), 2)]))
     assert one_bucket[0] < 0.5 and one_bucket[1] >= 0.95 and one_bucket[2] >= 1.95
-    await asyncio.sleep(1.0)  # the last lock expires
+    admin = redis_server.client()
+    await poll_until(lambda: not admin.exists(f"{LOCK_PREFIX}0"), what="the last login's lock to expire")
     two_buckets = await identify_times([(gate(2), 0), (gate(2), 1)])
     assert max(two_buckets) < 0.5  # max_concurrency 2: shards 0 and 1 are in different buckets
 

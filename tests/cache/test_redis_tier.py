@@ -23,10 +23,9 @@ from cache import EmbeddingCache
 from cache.embedding_cache import decode_vector, encode_vector
 from cache.redis_tier import KEY_PREFIX, RedisTier
 from classifier.config import ClassifierConfig, WorkerConfig
-from classifier.heads.sentiment import CLASSES
 from classifier.inference.worker import BatchingWorker
 from tests.support.bot import running_bot
-from tests.support.classifier import InstrumentedClassifier
+from tests.support.classifier import InstrumentedClassifier, assert_as_alone
 from tests.support.helpers import NEGATIVE_MESSAGE, TOKEN, WAIT
 from tests.support.redis_server import RedisServer
 
@@ -132,7 +131,7 @@ async def test_one_mget_per_lookup_batch_and_one_set_per_vector(make_classifier,
 
 
 async def test_anything_but_a_vector_under_a_key_is_a_miss_and_never_unpickled(
-    make_classifier, redis_server, tmp_path
+    make_classifier, tiny_encoder, redis_server, tmp_path
 ) -> None:
     admin = redis_server.client()
     marker = tmp_path / "unpickled"
@@ -152,14 +151,15 @@ async def test_anything_but_a_vector_under_a_key_is_a_miss_and_never_unpickled(
         predictions = await worker.classify_many(texts)
         await worker.flush_cache_writes()
     assert not marker.exists()
-    assert [p.cached for p in predictions] == [False] * 5 and all(p.label in CLASSES for p in predictions)
+    assert [p.cached for p in predictions] == [False] * 5
+    assert_as_alone(predictions, texts, tiny_encoder, classifier.head)  # computed: no garbage vector was used
     assert sorted(t for batch in classifier.batches for t in batch) == sorted(texts)
     for text, prediction in zip(texts, predictions, strict=True):  # the computed vector replaced the garbage
         assert np.array_equal(decode_vector(admin.get(redis_key(classifier, text))), prediction.vector)
 
 
 async def test_outage_mid_run_degrades_with_one_warning_and_recovers(
-    make_classifier, redis_server, tmp_path, caplog
+    make_classifier, tiny_encoder, redis_server, tmp_path, caplog
 ) -> None:
     caplog.set_level(logging.INFO, logger="cache.redis_tier")
     classifier = process(make_classifier, tmp_path, "a")
@@ -170,15 +170,17 @@ async def test_outage_mid_run_degrades_with_one_warning_and_recovers(
         assert shared.stats.written == 1 and warnings_from_tier(caplog) == []
 
         redis_server.stop()
-        during = []
+        during, asked = [], []
         for round_ in range(4):  # single calls and batches, concurrently, over several backoff periods
-            singles = [worker.classify(f"single {round_} {i}") for i in range(8)]
-            batch = worker.classify_many([f"batch {round_} {i}" for i in range(8)])
-            results = await asyncio.gather(*singles, batch)
+            singles = [f"single {round_} {i}" for i in range(8)]
+            batch = [f"batch {round_} {i}" for i in range(8)]
+            results = await asyncio.gather(*map(worker.classify, singles), worker.classify_many(batch))
             during += [*results[:-1], *results[-1]]
+            asked += [*singles, *batch]
             await worker.flush_cache_writes()
             await asyncio.sleep(0.15)
-        assert len(during) == 64 and all(p.label in CLASSES and not p.cached for p in during)  # the model answered all
+        assert len(during) == 64 and not any(p.cached for p in during)  # the model answered all ...
+        assert_as_alone(during, asked, tiny_encoder, classifier.head)  # ... each its own text
         assert worker.stats.computed == 65 and worker.stats.failed_batches == 0
         assert not shared.available and shared.stats.skipped > 0  # most calls never touched the network
         (warning,) = warnings_from_tier(caplog)
@@ -218,7 +220,9 @@ async def test_a_restart_between_calls_is_invisible(make_classifier, redis_serve
     )
 
 
-async def test_a_server_that_stops_answering_costs_one_timeout(make_classifier, redis_server, tmp_path, caplog) -> None:
+async def test_a_server_that_stops_answering_costs_one_timeout(
+    make_classifier, tiny_encoder, redis_server, tmp_path, caplog
+) -> None:
     classifier = process(make_classifier, tmp_path, "a")
     shared = tier(redis_server, timeout_s=0.2)
     async with BatchingWorker(classifier, max_wait_ms=1, shared_cache=shared) as worker:
@@ -235,20 +239,20 @@ async def test_a_server_that_stops_answering_costs_one_timeout(make_classifier, 
             await worker.flush_cache_writes()
         finally:
             redis_server.resume()
-    assert first.label in CLASSES and second.label in CLASSES
+    assert_as_alone([first, second], ["nobody answers", "still nobody"], tiny_encoder, classifier.head)
     assert 0.2 <= slow < 5 and fast < slow  # one timeout, then the tier is skipped
     (warning,) = warnings_from_tier(caplog)
     assert "Timeout" in warning
 
 
-async def test_connection_refused_from_the_start(make_classifier, tmp_path, caplog) -> None:
+async def test_connection_refused_from_the_start(make_classifier, tiny_encoder, tmp_path, caplog) -> None:
     classifier = process(make_classifier, tmp_path, "a")
     dead = RedisServer(tmp_path / "never-started")  # a free port nobody listens on
     shared = tier(dead)
     async with BatchingWorker(classifier, max_wait_ms=1, shared_cache=shared) as worker:
         for round_ in range(3):
-            predictions = await worker.classify_many([f"refused {round_} {i}" for i in range(5)])
-            assert all(p.label in CLASSES for p in predictions)
+            texts = [f"refused {round_} {i}" for i in range(5)]
+            assert_as_alone(await worker.classify_many(texts), texts, tiny_encoder, classifier.head)
     assert len(warnings_from_tier(caplog)) == 1 and not shared.available and worker.stats.computed == 15
 
 

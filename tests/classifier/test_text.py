@@ -35,8 +35,10 @@ def test_nfc_normalisation() -> None:
 def test_long_text_is_cut_not_rejected() -> None:
     text = "word " * 20_000  # 100,000 characters
     prepared = prepare_text(text)
-    assert len(prepared) == 4096 - 1 or len(prepared) == 4096  # cut at max_chars (a trailing space is stripped)
-    assert prepared.startswith("word word")
+    # cut at max_chars: 819 whole "word " (4,095 characters) and the "w" of the next word, nothing to strip
+    assert len(prepared) == 4096 and prepared == ("word " * 820)[:4096]
+    assert prepared.endswith(" word w")
+    assert prepare_text("word " * 1000, max_chars=10) == "word word"  # a cut that ends on a space drops it
     assert len(prepare_text("x" * 100_000, max_chars=100)) == 100
 
 

@@ -29,6 +29,13 @@ def cluster(tmp_path_factory: pytest.TempPathFactory, figures: dict[str, Any]) -
         (root / "cluster-figures.json").write_text(json.dumps(figures, indent=1))
 
 
+@pytest.fixture(scope="module")
+def ledger() -> dict[str, Any]:
+    """What the tests found and the last test checks again once the bots have exited: ``exactly_once`` (bursts),
+    ``never`` (message ids no bot may classify) and ``at_most_once`` (message ids, some lost to a kill)."""
+    return {"exactly_once": [], "never": set(), "at_most_once": set()}
+
+
 @pytest.fixture(scope="session")
 def figures(pytestconfig: pytest.Config) -> dict[str, Any]:
     """What the cluster tests measured, by test; printed at the end of the run."""

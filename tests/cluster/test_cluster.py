@@ -5,7 +5,10 @@ Every part is a real server or process on loopback (:mod:`tests.support.cluster`
 live mode, so each classification is one reaction; each flag is one row in PostgreSQL and one card in its guild's
 mod-log. One member opted out before the start; their messages must get neither.
 
-The tests run in file order on one topology (starting Ray costs seconds); each leaves it running and healthy.
+The tests run in file order on one topology (starting Ray costs seconds); each leaves it running and healthy, but
+the last, which stops the bots cleanly: once they have drained and exited, what each test found exactly once (or
+never) is checked again on what Discord and the database show for good (the ``ledger``), and each bot's own
+counters must show every message it admitted handled, none failed.
 """
 
 from __future__ import annotations
@@ -78,17 +81,25 @@ def cards(cluster: Cluster, report: dict[str, Any]) -> list[dict[str, Any]]:
 
 
 def wait_done(cluster: Cluster, burst: Burst, timeout: float, what: str) -> dict[str, Any]:
-    """Wait until each eligible message has its reaction and each negative one its card; the server's report."""
+    """Wait until each eligible message has its reaction and each negative one its card, recorded on its flag row;
+    the server's report from then on.
+
+    A card is posted before its row records it, and the re-poster posts only flags no row records: once every row
+    records its card, no card of these flags is on its way. Whether anything still came later (a second delivery of
+    a message) is checked once more after the bots have drained and exited (the last test).
+    """
     assert cluster.discord is not None
 
-    def done() -> dict[str, Any] | None:
+    def done() -> bool:
         report = cluster.discord.report()
         reacted = burst.eligible <= {int(m) for m in report["reactions"]}
         carded = burst.negative <= {int(p["flagged_message_id"]) for p in cards(cluster, report)}
-        return report if reacted and carded else None
+        if not (reacted and carded):
+            return False
+        recorded = {row["message_id"] for row in cluster.flags() if row["modlog_message_id"] is not None}
+        return burst.negative <= recorded
 
     poll_until_blocking(done, timeout, what, interval=0.5)
-    time.sleep(1.0)  # room for a duplicate to show up
     return cluster.discord.report()
 
 
@@ -106,6 +117,12 @@ def check_exactly_once(cluster: Cluster, burst: Burst, report: dict[str, Any]) -
     mod_logs = {shard: str(cluster.discord.guilds[shard].mod_log) for shard in set(burst.shard.values())}
     assert all(post["channel_id"] == mod_logs[burst.shard[int(post["flagged_message_id"])]] for post in posted)
     assert {row["modlog_message_id"] for row in rows} == {int(post["id"]) for post in posted}
+
+
+def settled(cluster: Cluster, ledger: dict[str, Any], burst: Burst, timeout: float, what: str) -> None:
+    """Wait for ``burst`` to be done, check it exactly once, and keep it for the check after the bots exited."""
+    check_exactly_once(cluster, burst, wait_done(cluster, burst, timeout, what))
+    ledger["exactly_once"].append(burst)
 
 
 def log_since(bot_log: str, start: int) -> str:
@@ -135,7 +152,9 @@ def test_shards_log_in_by_turns_and_listen_on_loopback_only(cluster: Cluster, fi
     figures["rss_idle_mib"] = rss_mib(cluster)
 
 
-def test_an_opt_out_through_shard_0_holds_on_shard_1_within_a_second(cluster: Cluster, figures: dict[str, Any]) -> None:
+def test_an_opt_out_through_shard_0_holds_on_shard_1_within_a_second(
+    cluster: Cluster, figures: dict[str, Any], ledger: dict[str, Any]
+) -> None:
     """Each process keeps opt-outs for 0.5 s: shard 1, which has just read the member's (not opted out), respects the
     opt-out made through shard 0 for a message sent 1 s after it was answered."""
     assert cluster.discord is not None
@@ -151,9 +170,9 @@ def test_an_opt_out_through_shard_0_holds_on_shard_1_within_a_second(cluster: Cl
     sent_after = time.monotonic() - answered
     seen = server.send(guild1.load_channels[0], witness, make_text(2, True, "OPT"))["data"]["id"]
     poll_until_blocking(lambda: seen in server.report()["reactions"], 30, "shard 1 to classify the witness")
-    time.sleep(0.5)
     assert hidden not in server.report()["reactions"] and sent_after < 1.2
     assert int(hidden) not in {row["message_id"] for row in cluster.flags()}
+    ledger["never"].add(int(hidden))  # nor later: checked again once the bots have drained and exited
 
     # and back: an opt-in through shard 1 holds on shard 0 within a second
     assert "opted in" in server.slash(guild1, member, "privacy", subcommand="optin")["callback"]["data"]["content"]
@@ -182,13 +201,14 @@ def test_a_text_first_seen_on_shard_0_is_a_cache_hit_on_shard_1(cluster: Cluster
 
 
 def test_2000_messages_over_both_shards_are_classified_and_flagged_once(
-    cluster: Cluster, figures: dict[str, Any]
+    cluster: Cluster, figures: dict[str, Any], ledger: dict[str, Any]
 ) -> None:
     assert cluster.discord and cluster.serve and cluster.redis
     computed = cluster.serve.get(STATS_PATH)["texts"]
     burst = send_burst(cluster, 2000, "M")
     report = wait_done(cluster, burst, 120, "2,000 messages classified and their flags posted")
     check_exactly_once(cluster, burst, report)
+    ledger["exactly_once"].append(burst)
     assert cluster.serve.get(STATS_PATH)["texts"] - computed == len(burst.eligible)  # each text embedded once
 
     created = {int(m): t for m, t in report["created_at"].items()}
@@ -211,7 +231,9 @@ def test_2000_messages_over_both_shards_are_classified_and_flagged_once(
     }
 
 
-def test_a_shard_killed_mid_burst_loses_and_duplicates_nothing(cluster: Cluster, figures: dict[str, Any]) -> None:
+def test_a_shard_killed_mid_burst_loses_and_duplicates_nothing(
+    cluster: Cluster, figures: dict[str, Any], ledger: dict[str, Any]
+) -> None:
     assert cluster.discord is not None
     victim = cluster.bots[1]
     guild1 = cluster.discord.guilds[1].guild_id
@@ -230,7 +252,7 @@ def test_a_shard_killed_mid_burst_loses_and_duplicates_nothing(cluster: Cluster,
     killed_at = time.monotonic()
 
     # The other shard's process is unaffected: all of its guild's messages, exactly once.
-    check_exactly_once(cluster, burst.on(0), wait_done(cluster, burst.on(0), 60, "shard 0's part of the burst"))
+    settled(cluster, ledger, burst.on(0), 60, "shard 0's part of the burst")
 
     restarting = time.monotonic()
     restarted = cluster.bots[1] = cluster.bot(1).start()
@@ -244,7 +266,7 @@ def test_a_shard_killed_mid_burst_loses_and_duplicates_nothing(cluster: Cluster,
     )
     recovered_s = time.monotonic() - killed_at
     after = send_burst(cluster, 60, "KR", shards=(1,))
-    check_exactly_once(cluster, after, wait_done(cluster, after, 60, "shard 1 to work again after the restart"))
+    settled(cluster, ledger, after, 60, "shard 1 to work again after the restart")
 
     report = cluster.discord.report()
     per_flag = Counter(post["flag_id"] for post in cards(cluster, report))
@@ -253,20 +275,23 @@ def test_a_shard_killed_mid_burst_loses_and_duplicates_nothing(cluster: Cluster,
     assert all(per_flag[flag_id] == 1 and rows[flag_id]["modlog_message_id"] for flag_id in stored)
     reactions = Counter({int(m): len(t) for m, t in report["reactions"].items()})
     assert [m for m in burst.shard if reactions[m] > 1] == [], "a message was classified twice"
+    ledger["at_most_once"] |= set(burst.shard)  # shard 1's messages sent while it was down are never delivered
     assert not restarted.problems(), restarted.problems()
     figures["sigkill"] = {"flags_stored_at_kill": len(stored), "restart_to_ready_s": round(restart_s, 1),
                           "all_posted_after_kill_s": round(recovered_s, 1)}
 
 
-def test_a_redis_outage_loses_nothing_and_recovers(cluster: Cluster, figures: dict[str, Any]) -> None:
+def test_a_redis_outage_loses_nothing_and_recovers(
+    cluster: Cluster, figures: dict[str, Any], ledger: dict[str, Any]
+) -> None:
     assert cluster.redis is not None
     marks = [len(bot.log_text()) for bot in cluster.bots]
     before = send_burst(cluster, 90, "RA")
-    check_exactly_once(cluster, before, wait_done(cluster, before, 60, "the messages before the outage"))
+    settled(cluster, ledger, before, 60, "the messages before the outage")
 
     cluster.redis.stop()
     down = send_burst(cluster, 90, "RB")
-    check_exactly_once(cluster, down, wait_done(cluster, down, 60, "the messages during the Redis outage"))
+    settled(cluster, ledger, down, 60, "the messages during the Redis outage")
     cluster.redis.start()
     restarted = time.monotonic()
     after = send_burst(cluster, 90, "RC")
@@ -282,7 +307,7 @@ def test_a_redis_outage_loses_nothing_and_recovers(cluster: Cluster, figures: di
     back_s = time.monotonic() - restarted
     for burst in trickle:
         after = after | burst
-    check_exactly_once(cluster, after, wait_done(cluster, after, 60, "the messages after the outage"))
+    settled(cluster, ledger, after, 60, "the messages after the outage")
     assert cluster.redis.client().dbsize() > 0  # the vectors computed since go to Redis again
 
     for bot, mark in zip(cluster.bots, marks, strict=True):
@@ -292,7 +317,9 @@ def test_a_redis_outage_loses_nothing_and_recovers(cluster: Cluster, figures: di
     figures["redis_outage"] = {"messages": 180 + len(after.shard), "seen_back_after_s": round(back_s, 1)}
 
 
-def test_a_serve_restart_makes_callers_wait_then_recovers(cluster: Cluster, figures: dict[str, Any]) -> None:
+def test_a_serve_restart_makes_callers_wait_then_recovers(
+    cluster: Cluster, figures: dict[str, Any], ledger: dict[str, Any]
+) -> None:
     assert cluster.serve is not None
     marks = [len(bot.log_text()) for bot in cluster.bots]
     stopped = time.monotonic()
@@ -300,10 +327,29 @@ def test_a_serve_restart_makes_callers_wait_then_recovers(cluster: Cluster, figu
     waiting = send_burst(cluster, 120, "S")  # the model is away: the bots' batches wait and retry
     cluster.serve.start()
     back = time.monotonic()
-    check_exactly_once(cluster, waiting, wait_done(cluster, waiting, 90, "the messages sent while Serve restarted"))
+    settled(cluster, ledger, waiting, 90, "the messages sent while Serve restarted")
     for bot, mark in zip(cluster.bots, marks, strict=True):
         logged = log_since(bot.log_text(), mark)
         assert "is failing" in logged and "answers again" in logged, logged[-3000:]
         assert not bot.problems(), bot.problems()
     figures["serve_restart"] = {"messages": 120, "serve_down_s": round(back - stopped, 1),
                                 "all_classified_after_s": round(time.monotonic() - back, 1)}
+
+
+def test_the_bots_drain_and_nothing_came_late(cluster: Cluster, ledger: dict[str, Any]) -> None:
+    """Last: each bot stops cleanly, having handled every message it admitted; then nothing can be reacted to or
+    posted any more, and every burst is still exactly once, the opted-out member's message still unclassified."""
+    assert cluster.discord is not None
+    for bot in cluster.bots:
+        assert bot.stop() == 0, bot.log_tail()
+        totals = bot.admission_totals()
+        assert totals and totals["failed"] == 0 and totals["handled"] == totals["admitted"] > 0, totals
+        assert not bot.problems(), bot.problems()
+    report = cluster.discord.report()
+    for burst in ledger["exactly_once"]:
+        check_exactly_once(cluster, burst, report)
+    reactions = Counter({int(m): len(times) for m, times in report["reactions"].items()})
+    assert [m for m in ledger["never"] if reactions[m]] == [], "an opted-out member was classified"
+    assert [m for m in ledger["at_most_once"] if reactions[m] > 1] == [], "a message was classified twice"
+    per_flag = Counter(post["flag_id"] for post in cards(cluster, report))
+    assert [flag for flag, count in per_flag.items() if count > 1] == [], "a card was posted twice"

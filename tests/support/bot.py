@@ -13,6 +13,8 @@ from contextlib import asynccontextmanager
 import discord
 from discord.state import ConnectionState
 
+from bot.admission import AdmissionStats
+from bot.client import MoodBot
 from bot.runner import BotService
 from bot.settings import Settings
 from classifier.inference.classifier import Classifier
@@ -45,6 +47,22 @@ async def mod_log_posts(server: FakeDiscordServer, channel_id: int, count: int) 
     """Wait until the bot has posted ``count`` messages in the mod-log channel."""
     await server.wait_until(lambda: len(server.bot_messages_in(channel_id)) >= count, WAIT)
     return server.bot_messages_in(channel_id)
+
+
+async def handled(bot: MoodBot, count: int, timeout: float = WAIT) -> AdmissionStats:
+    """Wait until the bot's admission has finished ``count`` work items (new messages, edits, deletions) and has
+    none left in its backlog or in a handler; its stats, for the test to assert the exact counts.
+
+    Once a message's item is finished, whatever its handler would do (a flag, a card, a reaction) is done: a test
+    asserts that something did *not* happen after this, not after a sleep.
+    """
+    admission = bot.admission
+
+    def finished() -> bool:
+        return admission.stats.handled + admission.stats.failed >= count and admission.pending == 0
+
+    await poll_until(finished, timeout, f"the bot to finish {count} admitted messages")
+    return admission.stats
 
 
 @asynccontextmanager

@@ -6,11 +6,23 @@ uncased WordPiece vocabulary, so that ``Encoder.load(folder)`` loads it exactly 
 
 from __future__ import annotations
 
+import math
 import threading
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
+import numpy as np
+
 from classifier.encoders.identity import EncoderLike
+from classifier.heads.logistic import LogisticHead
+from classifier.heads.tasks import SENTIMENT
 from classifier.inference.classifier import Classifier
+from classifier.inference.prediction import Prediction, Scores
+from classifier.text import prepare_text
+
+#: How far a prediction's probability may be from the one computed alone: batch padding and Serve's float32 JSON
+#: round trip move the tiny model's probabilities by ~1e-7; the CLI prints 6 decimals.
+ALONE_TOLERANCE = 1e-5
 
 
 def build_tiny_model(folder: Path, seed: int) -> Path:
@@ -78,3 +90,37 @@ class InstrumentedClassifier(Classifier):
     @gate.setter
     def gate(self, value: threading.Event | None) -> None:
         self.encoder.gate = value
+
+
+def alone(encoder: EncoderLike, head: LogisticHead, text: str) -> Scores:
+    """``head``'s sentiment scores for ``text`` (raw: it is prepared here, as the worker and the CLI prepare it) when
+    the model reads it on its own: a batch of one, no cache, no worker, no service.
+
+    What every prediction of that text must show, however it was batched, de-duplicated, cached, served or printed;
+    pass the plain encoder (``tiny_encoder``), not an :class:`InstrumentedEncoder`, whose batches a test counts.
+    """
+    probabilities = head.probabilities_for(encoder.embed([prepare_text(text)]), SENTIMENT.classes)[0]
+    return Scores(SENTIMENT.classes, tuple(float(p) for p in probabilities))
+
+
+def assert_as_alone(
+    predictions: Sequence[Prediction | Mapping[str, object]], texts: Sequence[str], encoder: EncoderLike,
+    head: LogisticHead,
+) -> None:
+    """Each prediction (a :class:`Prediction`, or a CLI JSON object) is its own text's prediction computed
+    :func:`alone`: the same probabilities, which sum to 1, and so the same label, their argmax.
+
+    A caller handed another caller's result, a vector cached under the wrong text or a garbled service answer fails
+    here; the tiny model's texts differ by ~1e-3 in probability, 100 times the tolerance.
+    """
+    assert len(predictions) == len(texts)
+    for prediction, text in zip(predictions, texts, strict=True):
+        expected = alone(encoder, head, text)
+        if isinstance(prediction, Prediction):
+            label, got = prediction.label, [prediction.sentiment[c] for c in SENTIMENT.classes]
+        else:
+            label, got = prediction["label"], [float(prediction[f"p_{c}"]) for c in SENTIMENT.classes]  # type: ignore[arg-type]
+        assert math.isclose(sum(got), 1.0, abs_tol=ALONE_TOLERANCE), (text, got)
+        assert label == SENTIMENT.classes[int(np.argmax(got))], (text, label, got)
+        assert np.allclose(got, expected.probabilities, rtol=0, atol=ALONE_TOLERANCE), (text, got, expected)
+        assert label == expected.label, (text, label, expected)

@@ -116,8 +116,16 @@ SETTING_PREFIXES = ("MOODBOT_", "DISCORD_")
 
 
 def clean_environ() -> dict[str, str]:
-    """``os.environ`` without any moodbot or Discord setting the developer may have exported."""
-    return {k: v for k, v in os.environ.items() if not k.startswith(SETTING_PREFIXES)}
+    """``os.environ`` without any moodbot or Discord setting the developer may have exported, and with this
+    checkout first on ``PYTHONPATH``.
+
+    The ``moodbot`` console script imports the package from wherever it was installed (editable: that checkout's
+    folder), not from its working directory: without this, a test run in a second worktree sharing the first one's
+    virtual environment would test the first one's code in every subprocess.
+    """
+    environ = {k: v for k, v in os.environ.items() if not k.startswith(SETTING_PREFIXES)}
+    environ["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO_ROOT), environ.get("PYTHONPATH")]))
+    return environ
 
 
 @dataclass

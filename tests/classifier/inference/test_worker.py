@@ -13,7 +13,7 @@ import pytest
 from classifier.heads.sentiment import CLASSES
 from classifier.inference.worker import BatchingWorker, ClassificationError, WorkerClosedError
 from classifier.text import EmptyTextError
-from tests.support.classifier import InstrumentedClassifier
+from tests.support.classifier import InstrumentedClassifier, assert_as_alone
 from tests.support.helpers import poll_until
 
 pytestmark = pytest.mark.timeout(60)
@@ -35,10 +35,12 @@ async def test_concurrent_calls_are_batched(classifier, tiny_encoder) -> None:
     assert tiny_encoder.embed_calls - embed_calls == len(sizes)
     assert tiny_encoder.forward_calls - forward_calls == len(sizes)
     assert worker.stats.batches == len(sizes) and worker.stats.largest_batch == 16 and worker.stats.computed == 40
-    assert all(p.label in CLASSES and not p.cached for p in predictions)
+    assert not any(p.cached for p in predictions)
     direct = classifier.head.probabilities_for(tiny_encoder.embed(texts), CLASSES)
     got = [[p.p_negative, p.p_neutral, p.p_positive] for p in predictions]
     np.testing.assert_allclose(got, direct, rtol=1e-5)
+    assert [p.label for p in predictions] == [CLASSES[i] for i in direct.argmax(axis=1)]
+    assert_as_alone(predictions, texts, tiny_encoder, classifier.head)  # each caller got its own text's answer
 
 
 async def test_batches_are_cut_at_max_batch(classifier, tiny_encoder) -> None:
@@ -58,16 +60,18 @@ async def test_batches_are_cut_at_max_batch(classifier, tiny_encoder) -> None:
     assert [t for b in classifier.batches[1:] for t in b] == texts  # first come, first served
     assert tiny_encoder.embed_calls - embed_calls == 4 and tiny_encoder.forward_calls - forward_calls == 4
     assert len(predictions) == 40 and worker.stats.largest_batch == 16
+    assert_as_alone(predictions, texts, tiny_encoder, classifier.head)
 
 
-async def test_lone_text_waits_max_wait_then_runs_alone(classifier) -> None:
+async def test_lone_text_waits_max_wait_then_runs_alone(classifier, tiny_encoder) -> None:
     async with BatchingWorker(classifier, max_batch=16, max_wait_ms=150) as worker:
         started = time.perf_counter()
         prediction = await worker.classify("just me")
         elapsed = time.perf_counter() - started
     assert classifier.batches == [["just me"]]
     assert elapsed >= 0.14  # the batch was held open for max_wait_ms for company
-    assert elapsed < 10 and prediction.label in CLASSES
+    assert elapsed < 10
+    assert_as_alone([prediction], ["just me"], tiny_encoder, classifier.head)
 
 
 async def test_zero_wait_runs_immediately(classifier) -> None:
@@ -110,7 +114,7 @@ async def test_cache_hits_skip_the_queue(classifier) -> None:
     assert from_disk.cached and worker.stats.disk_hits == 1 and len(classifier.batches) == 1
 
 
-async def test_queue_is_bounded_and_everyone_completes(classifier) -> None:
+async def test_queue_is_bounded_and_everyone_completes(classifier, tiny_encoder) -> None:
     classifier.gate = threading.Event()
     seen: list[int] = []
     async with BatchingWorker(classifier, max_batch=2, max_wait_ms=1, queue_size=4) as worker:
@@ -131,11 +135,13 @@ async def test_queue_is_bounded_and_everyone_completes(classifier) -> None:
         predictions = await asyncio.gather(*tasks)
         await watcher
     assert max(seen) <= 4
-    assert len(predictions) == 30 and all(p.label in CLASSES for p in predictions)
     assert all(len(b) <= 2 for b in classifier.batches) and sum(map(len, classifier.batches)) == 30
+    assert_as_alone(predictions, [f"caller {i}" for i in range(30)], tiny_encoder, classifier.head)
 
 
-async def test_a_failing_batch_fails_only_its_callers(classifier, caplog: pytest.LogCaptureFixture) -> None:
+async def test_a_failing_batch_fails_only_its_callers(
+    classifier, tiny_encoder, caplog: pytest.LogCaptureFixture
+) -> None:
     classifier.encoder.fail_marker = "💥"
     async with BatchingWorker(classifier, max_batch=8, max_wait_ms=200) as worker:
         with caplog.at_level(logging.ERROR, logger="classifier.inference.worker"):
@@ -148,12 +154,14 @@ async def test_a_failing_batch_fails_only_its_callers(classifier, caplog: pytest
         assert any("model failed on a batch of 2" in r.getMessage() for r in caplog.records)
 
         good = await asyncio.gather(worker.classify("next batch works"), worker.classify("innocent bystander"))
-        assert all(p.label in CLASSES and not p.cached for p in good)  # nothing of the failed batch was cached
+        assert not any(p.cached for p in good)  # nothing of the failed batch was cached
+        assert_as_alone(good, ["next batch works", "innocent bystander"], tiny_encoder, classifier.head)
 
         mixed = await worker.classify_many(["fine", "again 💥"], return_exceptions=True)
         assert isinstance(mixed[1], ClassificationError) and isinstance(mixed[0], ClassificationError)
         after = await worker.classify_many(["fine", "", "after"], return_exceptions=True)
-        assert after[0].label in CLASSES and isinstance(after[1], EmptyTextError) and after[2].label in CLASSES
+        assert isinstance(after[1], EmptyTextError)
+        assert_as_alone([after[0], after[2]], ["fine", "after"], tiny_encoder, classifier.head)
         assert worker._in_flight == {}
     assert worker.stats.failed_batches == 2
 
@@ -168,7 +176,7 @@ async def test_empty_text_is_rejected_before_the_queue(classifier) -> None:
     assert classifier.batches == []
 
 
-async def test_close_drains_pending_work_then_refuses(classifier) -> None:
+async def test_close_drains_pending_work_then_refuses(classifier, tiny_encoder) -> None:
     classifier.gate = threading.Event()
     worker = await BatchingWorker(classifier, max_batch=4, max_wait_ms=1).start()
     pending = [asyncio.ensure_future(worker.classify(f"pending {i}")) for i in range(10)]
@@ -180,7 +188,8 @@ async def test_close_drains_pending_work_then_refuses(classifier) -> None:
     assert not closing.done() and not any(p.done() for p in pending)
     classifier.gate.set()
     await closing
-    assert all(p.done() and p.result().label in CLASSES for p in pending)
+    assert all(p.done() for p in pending)
+    assert_as_alone([p.result() for p in pending], [f"pending {i}" for i in range(10)], tiny_encoder, classifier.head)
     assert sum(map(len, classifier.batches)) == 10
     with pytest.raises(WorkerClosedError):
         await worker.classify("after close")
@@ -195,7 +204,7 @@ async def test_not_started_worker_refuses(classifier) -> None:
     await worker.close()
 
 
-async def test_event_loop_is_not_blocked_while_the_model_runs(classifier) -> None:
+async def test_event_loop_is_not_blocked_while_the_model_runs(classifier, tiny_encoder) -> None:
     classifier.gate = threading.Event()
     ticks = 0
     async with BatchingWorker(classifier, max_batch=4, max_wait_ms=1) as worker:
@@ -206,7 +215,7 @@ async def test_event_loop_is_not_blocked_while_the_model_runs(classifier) -> Non
             ticks += 1
         assert not task.done()
         classifier.gate.set()
-        assert (await task).label in CLASSES
+        assert_as_alone([await task], ["slow model"], tiny_encoder, classifier.head)
     assert ticks == 100
 
 
@@ -219,7 +228,7 @@ async def hold_model_and_fill_queue(worker: BatchingWorker, classifier) -> tuple
     return running, queued
 
 
-async def test_caller_cancelled_while_waiting_for_room_does_not_strand_others(classifier) -> None:
+async def test_caller_cancelled_while_waiting_for_room_does_not_strand_others(classifier, tiny_encoder) -> None:
     """A caller that gives up while the queue is full must not leave an in-flight text nobody will compute."""
     classifier.gate = threading.Event()
     async with BatchingWorker(classifier, max_batch=1, max_wait_ms=0, queue_size=1) as worker:
@@ -233,12 +242,12 @@ async def test_caller_cancelled_while_waiting_for_room_does_not_strand_others(cl
             await impatient
         classifier.gate.set()
         result = await asyncio.wait_for(patient, 10)
-        assert result.label in CLASSES
+        assert_as_alone([result], ["popular text"], tiny_encoder, classifier.head)
         await asyncio.gather(running, queued)
     assert ["popular text"] in classifier.batches
 
 
-async def test_cancelled_lone_caller_leaves_nothing_behind(classifier) -> None:
+async def test_cancelled_lone_caller_leaves_nothing_behind(classifier, tiny_encoder) -> None:
     classifier.gate = threading.Event()
     async with BatchingWorker(classifier, max_batch=1, max_wait_ms=0, queue_size=1) as worker:
         running, queued = await hold_model_and_fill_queue(worker, classifier)
@@ -250,5 +259,5 @@ async def test_cancelled_lone_caller_leaves_nothing_behind(classifier) -> None:
         classifier.gate.set()
         await asyncio.gather(running, queued)
         again = await asyncio.wait_for(worker.classify("nobody else wants this"), 10)  # a later caller is served
-        assert again.label in CLASSES
+        assert_as_alone([again], ["nobody else wants this"], tiny_encoder, classifier.head)
     assert worker._in_flight == {}

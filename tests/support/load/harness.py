@@ -46,6 +46,8 @@ PROBLEM = re.compile(
 #: What the bot logs when it closes (bot/loop_lag.py, bot/client.py): its event loop's lag and its message backlog.
 LOOP_LAG = re.compile(r"event loop lag: max (?P<max>[\d.]+) ms, p99 (?P<p99>[\d.]+) ms, p50 (?P<p50>[\d.]+) ms")
 BACKLOG = re.compile(r"peak_backlog=(?P<peak>\d+), peak_backlog_text_bytes=(?P<bytes>\d+)")
+#: The admission counters the bot logs on close, once drained (bot/client.py): ``messages: AdmissionStats(...)``.
+ADMISSION = re.compile(r"messages: AdmissionStats\((?P<fields>[^)]*)\)")
 #: discord.py's warnings that the event loop starves the gateway: heartbeat acks late, or heartbeats blocked.
 GATEWAY_BEHIND = re.compile(r"Can't keep up|heartbeat blocked for more than")
 
@@ -428,6 +430,20 @@ class BotProcess:
             figures |= {"backlog_peak": int(backlogs[-1]["peak"]),
                         "backlog_peak_text_kib": round(int(backlogs[-1]["bytes"]) / 1024)}
         return figures
+
+    def admission_totals(self) -> dict[str, int]:
+        """The bot's own message counters (``admitted``, ``handled``, ``failed``...) as it logged them on a clean
+        close, once its backlog was drained; empty before it closed, or when it was killed."""
+        found = list(ADMISSION.finditer(self.log_text()))
+        if not found:
+            return {}
+        fields = (field.split("=") for field in found[-1]["fields"].split(", "))
+        return {name: int(value) for name, value in fields}
+
+    @property
+    def probes(self) -> int:
+        """Readiness probes sent to #probe so far (each is a message the bot admits)."""
+        return self._probes
 
     def gateway_warnings(self) -> list[str]:
         """Log lines in which discord.py says the event loop kept the gateway waiting."""
