@@ -17,6 +17,7 @@ from bot.cli.datasets import (
     DEFAULT_EXTRA,
     DEFAULT_TRAIN,
     LABELS_HELP,
+    NEGATIVES,
     SHARED_DATA,
     THREE_WAY,
     DataArgument,
@@ -157,7 +158,10 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
             vectors = features.dataset_vectors(prepared(data), f"embedding {argument.path.name}")[0]
             sets.append(FeatureSet(name or argument.path.stem, vectors, data.labels, argument.weight, data.three_way))
             source = {"file": argument.path.name, "sha256": data.sha256, "n": len(data), "weight": argument.weight}
-            sources.append(source | ({"labels": THREE_WAY} if data.three_way else {}))
+            sources.append(
+                source | ({"labels": THREE_WAY} if data.three_way else {})
+                | ({"rows": NEGATIVES} if argument.negatives_only else {})
+            )
         if args.feedback:
             sets.append(_feedback_set(settings, encoder, args.guild, task.name))
         dev_vectors = features.dataset_vectors(prepared(dev), "embedding dev")[0]

@@ -34,6 +34,11 @@ class LabelledData:
     def __len__(self) -> int:
         return len(self.texts)
 
+    def only(self, keep: np.ndarray) -> LabelledData:
+        """The rows where ``keep`` is true (same file digest: a recipe names the file it read)."""
+        rows = np.flatnonzero(keep)
+        return LabelledData([self.texts[i] for i in rows], self.labels[rows], self.sha256, self.source, self.three_way)
+
 
 def load_tsv(path: str | Path, three_way: bool = False, signal: bool = False) -> LabelledData:
     """Read a labelled TSV file; blank lines are skipped, anything else malformed is an error.

@@ -311,7 +311,7 @@ def test_precision_and_models_dir_settings(tmp_path: Path) -> None:
     settings = load_settings({"MOODBOT_PRECISION": "BF16", "MOODBOT_MODELS_DIR": str(tmp_path)}, dotenv_path=None)
     assert settings.classifier.precision == "bf16"
     assert settings.classifier.models_dir == tmp_path
-    assert load_settings({}, dotenv_path=None).precision == "auto"
+    assert load_settings({}, dotenv_path=None).classifier.precision == "auto"
     with pytest.raises(SettingsError) as caught:
         load_settings({"MOODBOT_PRECISION": "fp8"}, dotenv_path=None)
     assert str(caught.value) == "MOODBOT_PRECISION='fp8' is invalid: expected one of auto|fp32|bf16"
