@@ -53,7 +53,7 @@ def test_the_default_paths_read_every_language(router: Router) -> None:
           f"paths {dict(paths)}, neutral flagged {flagged(neutral, DEFAULT)}/{len(neutral)}, negative flagged "
           f"{flagged(negative, DEFAULT)}/{len(negative)}")
     assert paths["e5"] >= 0.9 * len(labels)
-    assert right >= 0.9 * len(labels)  # measured 80 of 84
+    assert right >= 0.9 * len(labels)  # measured 79 of 84
     assert flagged(neutral, DEFAULT) == 0  # measured 0 of 36
     assert flagged(negative, DEFAULT) >= 0.7 * len(negative)  # measured 18 of 24
 
@@ -64,7 +64,7 @@ def test_english_chat_keeps_its_figures(router: Router) -> None:
     print(f"\nEnglish chat: neutral flagged {flagged(neutral, DEFAULT)}/{len(neutral)}, negative flagged "
           f"{flagged(negative, DEFAULT)}/{len(negative)}, paths {dict(Counter(p.path for p in neutral + negative))}")
     assert flagged(neutral, DEFAULT) <= len(neutral) / 40  # measured 0 of 93
-    assert flagged(negative, DEFAULT) >= 0.85 * len(negative)  # measured 40 of 45
+    assert flagged(negative, DEFAULT) >= 0.85 * len(negative)  # measured 41 of 45
 
 
 def test_moderation_flags_harm_and_spares_benign_complaints(router: Router) -> None:
@@ -78,5 +78,5 @@ def test_moderation_flags_harm_and_spares_benign_complaints(router: Router) -> N
           f"{figures}")
     harmful_default, _, neutral_default = figures["harmful,negative"]
     harmful_only, benign_only, _ = figures["harmful"]
-    assert harmful_default >= 0.55 * len(harmful) and neutral_default <= len(neutral) / 40  # measured 21 of 35, 0
-    assert harmful_only >= 0.5 * len(harmful) and benign_only <= 0.1 * len(benign)  # measured 20 of 35, 0 of 35
+    assert harmful_default >= 0.7 * len(harmful) and neutral_default <= len(neutral) / 40  # measured 28 of 35, 0
+    assert harmful_only >= 0.7 * len(harmful) and benign_only <= 0.1 * len(benign)  # measured 27 of 35, 0 of 35
