@@ -91,12 +91,7 @@ class Messages(commands.Cog):
         elif isinstance(item, MessageEdit):
             await self._handle_edit(item.message)
         else:
-            await self._handle_new(item)
-
-    async def _handle_new(self, message: discord.Message) -> None:
-        """Classify a new message once, for the consumers that want it; settings and opt-outs come from the store's
-        cache."""
-        await self._hand_on(message, edited=False)
+            await self._hand_on(item, edited=False)
 
     async def _handle_edit(self, message: discord.Message) -> None:
         """Classify an edited message again (the embedding cache answers a text it read before) and hand it on."""
@@ -109,8 +104,8 @@ class Messages(commands.Cog):
                 stats.edits_classified += 1
 
     async def _hand_on(self, message: discord.Message, *, edited: bool) -> Prediction | None:
-        """Classify the message if a consumer wants it and hand the prediction to those that do: never a message of
-        a disabled channel or an opted-out member."""
+        """Classify the message once if a consumer wants it and hand the prediction to those that do: never a message
+        of a disabled channel or an opted-out member (settings and opt-outs come from the store's cache)."""
         assert message.guild is not None
         config = await self.bot.store.guild_config(message.guild.id)
         if message.channel.id in config.disabled_channels or await self.bot.store.is_opted_out(message.author.id):

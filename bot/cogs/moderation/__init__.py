@@ -76,8 +76,8 @@ class Moderation(commands.Cog):
         self.post_unposted.cancel()
 
     def wants(self, message: discord.Message, config: GuildConfig, *, edited: bool) -> bool:
-        """Messages that may be flagged; an edit only when its author edited the text."""
-        return wants_flagging(config, message) and (not edited or message.edited_at is not None)
+        """Messages that may be flagged (the messages cog admits only edits of the text by its author)."""
+        return wants_flagging(config, message)
 
     async def handle(
         self, message: discord.Message, prediction: Prediction, config: GuildConfig, *, edited: bool
