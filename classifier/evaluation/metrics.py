@@ -107,6 +107,27 @@ def signal_ece(labels: np.ndarray, p_signal: np.ndarray, bins: int = 15) -> floa
     return _calibration_error(correct, confidence, 0.5, bins)
 
 
+#: Label draws behind :func:`calibration_noise_floor`: enough for its mean to settle to the third decimal.
+NOISE_FLOOR_DRAWS = 200
+
+
+def calibration_noise_floor(probabilities: np.ndarray, three_way: bool, seed: int = 0) -> float:
+    """The mean ECE of labels drawn from ``probabilities`` themselves, over :data:`NOISE_FLOOR_DRAWS` draws.
+
+    That is what a perfectly calibrated model measures on this many rows with these confidences: binned ECE is biased
+    upwards on small sets, so an ECE near this floor says the set is too small to show miscalibration, not that the
+    model is miscalibrated. Binary data draws negative or positive from ``binary_p_positive``.
+    """
+    rng = np.random.default_rng(seed)
+    draws = rng.random((NOISE_FLOOR_DRAWS, len(probabilities), 1))
+    if three_way:
+        drawn = (draws > np.cumsum(probabilities, axis=1)[None]).sum(axis=2).clip(0, len(CLASSES) - 1)
+    else:
+        p_positive = binary_p_positive(probabilities)[None, :, None]
+        drawn = np.where(draws < p_positive, POSITIVE, NEGATIVE)[..., 0]
+    return float(np.mean([expected_calibration_error(labels, probabilities, three_way) for labels in drawn]))
+
+
 def reliability_bins(hits: np.ndarray, predicted: np.ndarray, bins: int = 10) -> list[dict[str, float]]:
     """Per-bin mean predicted probability and observed rate of ``hits`` (0/1), for reliability diagrams."""
     edges = np.linspace(0.0, 1.0, bins + 1)
@@ -136,6 +157,7 @@ class Report:
     per_class: dict[str, dict[str, float]]
     confusion: list[list[int]]
     ece: float
+    ece_noise_floor: float  # the ECE a perfectly calibrated model would measure here (see calibration_noise_floor)
     label_shares: dict[str, float]  # share of texts whose label (argmax over all three classes) is each class
     flag_threshold: float
     flags: int  # texts with p_negative >= flag_threshold: what the bot would flag
@@ -181,6 +203,7 @@ def classification_report(
         per_class=per_class,
         confusion=confusion.tolist(),
         ece=expected_calibration_error(labels, probabilities, three_way),
+        ece_noise_floor=calibration_noise_floor(probabilities, three_way),
         label_shares={name: float(share) for name, share in zip(CLASSES, shares, strict=True)},
         flag_threshold=flag_threshold,
         flags=int(flagged.sum()),

@@ -36,7 +36,8 @@ def save_evaluation_plot(
     left.bar(centres, [b["observed"] for b in bins], width=0.09, alpha=0.6, color="tab:blue", label=names[2])
     left.plot([b["mean_p"] for b in bins], [b["observed"] for b in bins], marker="o", color="tab:orange",
               label="mean prediction per bin")
-    left.set(xlim=(0, 1), ylim=(0, 1), xlabel=names[1], ylabel=names[0], title=f"Reliability (ECE {report.ece:.3f})")
+    left.set(xlim=(0, 1), ylim=(0, 1), xlabel=names[1], ylabel=names[0],
+             title=f"Reliability (ECE {report.ece:.3f}, floor {report.ece_noise_floor:.3f})")
     left.legend(loc="upper left", fontsize=8)
     matrix = np.asarray(report.confusion)
     right.imshow(matrix, cmap="Blues")

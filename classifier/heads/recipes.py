@@ -83,12 +83,25 @@ _ORDINARY = ("shared/moderation/offensive_train.tsv:negatives", "shared/moderati
 _HARMLESS_OWN = tuple(f"own/moderation/{name}.tsv:3" for name in ("benign_negative", "profane_benign"))
 
 
-def _own_signal(name: str, *others: str) -> tuple[str, ...]:
+def _own_signal(name: str, *others: str, ordinary: tuple[str, ...] = _ORDINARY) -> tuple[str, ...]:
     """An own set as a head's signal, the other own sets' harmless rows, the benign negatives and ordinary text."""
     return (
         (f"own/moderation/{name}.tsv:3",) + tuple(f"own/moderation/{o}.tsv:3:negatives" for o in others)
-        + _HARMLESS_OWN + _ORDINARY
+        + _HARMLESS_OWN + ordinary
     )
+
+
+#: The own sets with a ``<name>_multilingual.tsv`` beside them: their messages written in the other languages.
+_TRANSLATED = ("threats", "self_harm")
+
+
+def _multilingual_own_signal(name: str, *others: str) -> tuple[str, ...]:
+    """:func:`_own_signal` for the multilingual path: the English own set and its translations into the UMSAB and
+    OffensEval languages as the signal, and inoffensive tweets in those languages as ordinary text."""
+    ordinary = tuple(f"{spec.partition(':')[0]}:negatives" for spec in ("shared/moderation/offensive_train.tsv",)
+                     + _OTHER_OFFENSIVE)
+    translated = tuple(f"own/moderation/{o}_multilingual.tsv:3:negatives" for o in others if o in _TRANSLATED)
+    return (f"own/moderation/{name}_multilingual.tsv:3",) + translated + _own_signal(name, *others, ordinary=ordinary)
 
 
 _OLID_VAL = "shared/moderation/offensive_val.tsv"
@@ -132,6 +145,14 @@ RECIPES = (
     ),
     Recipe(
         "mpnet", "self_harm", "mean@3,6,9,12", _own_signal("self_harm", "threats", "harassment"), _OLID_VAL,
+        c_grid=_SIGNAL_C, folds=_SIGNAL_FOLDS,
+    ),
+    Recipe(
+        "e5", "threat", "mean@3,6,9,12", _multilingual_own_signal("threats", "self_harm", "harassment"), _OLID_VAL,
+        c_grid=_SIGNAL_C, folds=_SIGNAL_FOLDS,
+    ),
+    Recipe(
+        "e5", "self_harm", "mean@3,6,9,12", _multilingual_own_signal("self_harm", "threats", "harassment"), _OLID_VAL,
         c_grid=_SIGNAL_C, folds=_SIGNAL_FOLDS,
     ),
     Recipe(

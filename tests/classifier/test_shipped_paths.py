@@ -67,16 +67,22 @@ def test_english_chat_keeps_its_figures(router: Router) -> None:
     assert flagged(negative, DEFAULT) >= 0.85 * len(negative)  # measured 41 of 45
 
 
-def test_moderation_flags_harm_and_spares_benign_complaints(router: Router) -> None:
-    _, harmful = classified(router, "harmful_chat", three_way=False)
-    _, benign = classified(router, "benign_negative_chat", three_way=False)
+@pytest.mark.parametrize(
+    ("suffix", "measured"),
+    [("", "default 29 of 35, harmful 28 of 35, benign 0 of 35"),
+     # Written before the own moderation sets last grew and never used for a choice: the unbiased check.
+     ("_fresh", "default 18 of 20, harmful 17 of 20, benign 0 of 20")],
+)
+def test_moderation_flags_harm_and_spares_benign_complaints(router: Router, suffix: str, measured: str) -> None:
+    _, harmful = classified(router, f"harmful_chat{suffix}", three_way=False)
+    _, benign = classified(router, f"benign_negative_chat{suffix}", three_way=False)
     _, neutral = classified(router, "neutral_chat")
     figures = {policy: (flagged(harmful, on), flagged(benign, on), flagged(neutral, on))
                for policy, on in (("harmful,negative", DEFAULT), ("harmful", HARMFUL_ONLY),
                                   ("negative", NEGATIVE_ONLY))}
     print(f"\nflags (harmful of {len(harmful)}, benign negative of {len(benign)}, neutral of {len(neutral)}): "
-          f"{figures}")
+          f"{figures}; measured {measured}")
     harmful_default, _, neutral_default = figures["harmful,negative"]
     harmful_only, benign_only, _ = figures["harmful"]
-    assert harmful_default >= 0.7 * len(harmful) and neutral_default <= len(neutral) / 40  # measured 28 of 35, 0
-    assert harmful_only >= 0.7 * len(harmful) and benign_only <= 0.1 * len(benign)  # measured 27 of 35, 0 of 35
+    assert harmful_default >= 0.75 * len(harmful) and neutral_default <= len(neutral) / 40
+    assert harmful_only >= 0.7 * len(harmful) and benign_only <= 0.1 * len(benign)

@@ -21,11 +21,14 @@ def test_reduced_load(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> Non
     the log from discord.py's event wrapper (``Ignoring exception``: a message it dropped) or its gateway warnings.
 
     300 distinct texts: after the first of each, the model answers from its cache, so the burst loads the store and
-    the event loop, the part that used to fail (every handler waiting for the pool until it timed out).
+    the event loop, the part that used to fail (every handler waiting for the pool until it timed out). Then 300
+    edits: unchanged ones are not checked again, those into another message's text come from the cache, those into
+    a new negative text are read by the model, flagged once and their reaction follows.
     """
     result = run_load(
         tmp_path, messages=6000, channels=10, burst=6000, distinct_texts=300, max_rss_mb=1500,
-        bot_env={"MOODBOT_DATABASE_POOL_SIZE": "1"}, log=lambda m: None,
+        bot_env={"MOODBOT_DATABASE_POOL_SIZE": "1"}, edits=300,
+        log=lambda m: None,
     )
     (tmp_path / "figures.json").write_text(json.dumps(result.figures, indent=1))
     with capsys.disabled():
@@ -40,6 +43,9 @@ def test_reduced_load(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> Non
             "loop_lag_p99_ms",
             "rss_peak_mib",
             "startup_s",
+            "edits_admitted",
+            "edits_classified",
+            "edits_cached",
         )
         print("\nreduced load:", {k: result.figures.get(k) for k in keys})
     assert not result.failures, f"{result.failures}\n{Path(result.figures['log']).read_text(errors='replace')[-3000:]}"

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from classifier.evaluation.data import DataFormatError, load_tsv
-from classifier.evaluation.metrics import classification_report, expected_calibration_error
+from classifier.evaluation.metrics import calibration_noise_floor, classification_report, expected_calibration_error
 from classifier.heads.sentiment import NEGATIVE, NEUTRAL, POSITIVE
 from tests.support.helpers import CHAT_SETS, SST2_DEV
 
@@ -110,7 +110,8 @@ def test_classification_report_numbers_on_binary_data() -> None:
     assert report.flags == 1 and report.negative_precision_at_flag == 1.0  # only p=0.05 has p_negative >= 0.9
     assert report.negative_recall_at_flag == pytest.approx(1 / 3)
     assert report.macro_recall is None and report.binary_accuracy is None
-    assert set(report.to_json()) >= {"n", "accuracy", "per_class", "confusion", "ece", "flags_at_0_9"}
+    expected = {"n", "accuracy", "per_class", "confusion", "ece", "ece_noise_floor", "flags_at_0_9"}
+    assert set(report.to_json()) >= expected
 
 
 def test_binary_data_compares_negative_with_positive_only() -> None:
@@ -151,3 +152,13 @@ def test_expected_calibration_error() -> None:
     assert expected_calibration_error(labels, binary([0.0, 0.0, 1.0, 1.0]), False) == pytest.approx(1.0)
     three = np.array([[0.0, 0.0, 1.0], [0.0, 0.0, 1.0], [1.0, 0.0, 0.0], [0.0, 1.0, 0.0]])
     assert expected_calibration_error(labels, three, True) == pytest.approx(0.25)  # one confident mistake in four
+
+
+def test_calibration_noise_floor_shrinks_with_rows_and_vanishes_for_certain_predictions() -> None:
+    rng = np.random.default_rng(1)
+    logits = rng.normal(size=(4000, 3)) * 2
+    p = np.exp(logits) / np.exp(logits).sum(axis=1, keepdims=True)
+    small, large = calibration_noise_floor(p[:300], True), calibration_noise_floor(p, True)
+    assert 0.03 < small < 0.12 and large < small / 2  # binned ECE's bias falls roughly as 1/sqrt(n)
+    assert calibration_noise_floor(binary([1.0, 1.0, 0.0, 0.0]), False) == pytest.approx(0.0)
+    assert 0.0 < calibration_noise_floor(binary([0.7] * 300), False) < 0.1

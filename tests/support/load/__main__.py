@@ -22,6 +22,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--burst", type=int, default=500, help="messages injected back to back per burst")
     parser.add_argument("--gap", type=float, default=1.0, help="seconds between bursts")
     parser.add_argument("--max-rss-mb", type=float, default=2500.0)
+    parser.add_argument("--edits", type=int, default=0, help="then edit this many messages (see run_load)")
     parser.add_argument("--distinct-texts", type=int, help="repeat this many texts (default: every text distinct)")
     parser.add_argument(
         "--bot-env", action="append", default=[], metavar="NAME=VALUE", help="add to the bot's environment (repeatable)"
@@ -38,7 +39,8 @@ def main(argv: list[str] | None = None) -> int:
                                       gap_s=args.gap, max_rss_mb=args.max_rss_mb, log=log)
         else:
             result = run_load(workdir, messages=args.messages, channels=args.channels, burst=args.burst, gap_s=args.gap,
-                              max_rss_mb=args.max_rss_mb, distinct_texts=args.distinct_texts, bot_env=bot_env, log=log)
+                              max_rss_mb=args.max_rss_mb, distinct_texts=args.distinct_texts, bot_env=bot_env,
+                              edits=args.edits, log=log)
         print(json.dumps(result.figures, indent=1))
         for failure in result.failures:
             print(f"FAIL: {failure}", file=sys.stderr)

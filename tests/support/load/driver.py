@@ -57,6 +57,7 @@ def run_load(
     drain_timeout_s: float | None = None,
     distinct_texts: int | None = None,
     bot_env: dict[str, str] | None = None,
+    edits: int = 0,
     log: Any = print,
 ) -> LoadResult:
     """Start server and bot, send ``messages`` in bursts of ``burst``, verify, stop; always cleans up.
@@ -65,6 +66,10 @@ def run_load(
     model answers from its cache and the burst loads the store and the event loop instead. ``bot_env`` adds to the
     bot's environment (e.g. a small ``MOODBOT_DATABASE_POOL_SIZE``). The wait for the
     classifications ends early when the bot logs an error: a message it failed on would never come.
+
+    ``edits`` positive messages are then edited once everything is classified: a third keep their text (Discord sends
+    the update anyway), a third take another message's text (the embedding cache answers), a third become a new
+    negative text (the model reads it, the reaction follows, and it is flagged like a new message).
     """
     if distinct_texts is not None and distinct_texts % negative_every:
         raise ValueError(f"distinct_texts={distinct_texts} is not a multiple of negative_every={negative_every}")
@@ -131,6 +136,10 @@ def run_load(
         except (TimeoutError, BotFailedError) as error:
             result.failures.append(str(error))
             report = server.report()
+        to_negative: set[int] = set()
+        if edits and not result.failures:
+            to_negative = _edit_phase(server, bot, plan, sent_ids, eligible, negative_ids, edits, result, log)
+        negative_ids |= to_negative
         time.sleep(1.0)  # let any duplicate show up
         report = server.report()
         flags = read_flags(bot.data_dir / "moodbot.sqlite3")
@@ -138,11 +147,13 @@ def run_load(
         # classification: exactly once per eligible message, never for the opted-out member
         reactions = report["reactions"]
         counts = Counter({m: len(reactions.get(str(m), [])) for m in sent_ids})
+        edited = set(result.figures.get("edited_ids", ()))
         result.check(
-            all(counts[m] == 1 for m in eligible),
+            all(counts[m] == 1 for m in eligible - edited) and all(counts[m] >= 1 for m in edited),
             f"classified != once: {sum(counts[m] == 0 for m in eligible)} missing, "
-            f"{sum(counts[m] > 1 for m in eligible)} more than once",
+            f"{sum(counts[m] > 1 for m in eligible - edited)} unedited more than once",
         )
+        result.check(all(counts[m] >= 2 for m in to_negative), "a reaction did not follow its message's edit")
         result.check(
             all(counts[m] == 0 for m in set(sent_ids) - eligible), "an opted-out member's message was classified"
         )
@@ -212,6 +223,8 @@ def run_load(
         code = bot.stop()
         result.figures["exit_code"] = code
         result.figures.update(bot.closing_figures())
+        if edits:
+            _edit_figures(bot.admission_totals(), len(to_negative), result)
         result.check("loop_lag_max_ms" in result.figures, "the bot logged no event loop lag when it closed")
         result.check(code == 0, f"the bot exited with {code} on SIGTERM")
         problems = bot.problems()
@@ -223,8 +236,66 @@ def run_load(
     finally:
         bot.kill()
         server.close()
+    result.figures.pop("edited_ids", None)
     result.figures["log"] = str(bot.log_path)
     return result
+
+
+def _edit_phase(
+    server: FakeServer,
+    bot: BotProcess,
+    plan: list[tuple[int, int, str, bool]],
+    sent_ids: list[int],
+    eligible: set[int],
+    negative_ids: set[int],
+    edits: int,
+    result: LoadResult,
+    log: Any,
+) -> set[int]:
+    """Edit the last ``edits`` eligible positive messages (see :func:`run_load`) and wait until every one edited into a
+    negative text is flagged and has its new reaction; returns those."""
+    positive = [
+        (mid, text) for mid, (_, _, text, neg) in zip(sent_ids, plan, strict=True) if mid in eligible and not neg
+    ]
+    chosen = positive[-edits:]
+    seen_texts = [text for _, text in positive[: len(positive) - edits]]
+    batch, to_negative = [], set()
+    for index, (mid, text) in enumerate(chosen):
+        kind = index % 3
+        if kind == 0:
+            batch.append((mid, text))
+        elif kind == 1:
+            batch.append((mid, seen_texts[index % len(seen_texts)]))
+        else:
+            batch.append((mid, make_text(index, True, "E")))
+            to_negative.add(mid)
+    t0 = time.monotonic()
+    done = server.edit_many(batch)
+    result.figures.update(edits_sent=done, edited_ids=[mid for mid, _ in chosen])
+    log(f"edited {done} messages in {time.monotonic() - t0:.1f} s; waiting for {len(to_negative)} new flags")
+
+    def followed() -> bool | None:
+        if problems := bot.problems():
+            raise BotFailedError(f"the bot logged {len(problems)} errors after the edits: {problems[:3]}")
+        report = server.report()
+        reacted = all(len(report["reactions"].get(str(m), [])) >= 2 for m in to_negative)
+        return reacted and len(flag_posts(report, server.mod_log)) >= len(negative_ids) + len(to_negative) or None
+
+    try:
+        poll_until_blocking(followed, max(120.0, edits / 10), "every edit followed", interval=1.0)
+    except (TimeoutError, BotFailedError) as error:
+        result.failures.append(str(error))
+    result.figures["edits_followed_s"] = round(time.monotonic() - t0, 2)
+    return to_negative
+
+
+def _edit_figures(totals: dict[str, int], new_texts: int, result: LoadResult) -> None:
+    """What the edits cost, from the bot's own counters: admitted, read by the model, answered by the cache."""
+    admitted, classified, cached = (totals.get(k, -1) for k in ("edits", "edits_classified", "edits_cached"))
+    result.figures.update(edits_admitted=admitted, edits_classified=classified, edits_cached=cached)
+    sent = result.figures["edits_sent"]
+    result.check(classified == new_texts, f"{classified} edits read by the model, expected the {new_texts} new texts")
+    result.check(admitted == classified + cached <= sent, f"edit counters {totals} do not add up to {sent} edits")
 
 
 #: The flag columns a stored flag must have filled in, whatever happens to the process that wrote it.

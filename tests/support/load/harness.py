@@ -179,6 +179,11 @@ class FakeServer:
         }
         return [int(i) for i in self.post("/_load/send", body, timeout=300)["ids"]]
 
+    def edit_many(self, edits: Iterable[tuple[int, str]]) -> int:
+        """Each message's author edits it to the given content; returns how many messages were found and edited."""
+        body = {"edits": [[str(m), t] for m, t in edits]}
+        return int(self.post("/_load/edit", body, timeout=300)["edited"])
+
     def report(self) -> dict[str, Any]:
         return self.get("/_load/report", timeout=60)
 

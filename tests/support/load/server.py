@@ -52,7 +52,10 @@ class LoadServer(FakeDiscordServer):
         self, extra_routes: Sequence[web.RouteDef] = (), middlewares: Sequence[Middleware] = ()
     ) -> web.Application:
         """The fake server's app plus the ``/_load`` routes and a middleware timing reactions and counting statuses."""
-        routes = [web.post("/_load/send", _send_many), web.get("/_load/report", _report), *extra_routes]
+        routes = [
+            web.post("/_load/send", _send_many), web.post("/_load/edit", _edit_many), web.get("/_load/report", _report),
+            *extra_routes,
+        ]
         return super().build_app(routes, [self._timing_middleware, *middlewares])
 
     @web.middleware
@@ -122,6 +125,19 @@ async def _send_many(request: web.Request) -> web.Response:
         if pause_every and (index + 1) % pause_every == 0:
             await asyncio.sleep(float(body.get("pause_s", 0.0)))
     return json_response({"ids": ids})
+
+
+async def _edit_many(request: web.Request) -> web.Response:
+    """``{"edits": [[message_id, content], ...]}``: each message's author edits it (MESSAGE_UPDATE with a new
+    ``edited_timestamp``, the content possibly unchanged) -> how many were edited."""
+    server = _server(request)
+    body = await request.json()
+    edited = 0
+    for message_id, content in body["edits"]:
+        if (msg := server.message(int(message_id))) is not None:
+            await server.edit_message(msg, {"content": content})
+            edited += 1
+    return json_response({"edited": edited})
 
 
 async def _report(request: web.Request) -> web.Response:
