@@ -8,6 +8,7 @@ root: ``shared/...`` is the shared data folder (``../shared/data``), ``own/...``
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -113,6 +114,22 @@ _SIGNAL_FOLDS = 3
 _UMSAB = "shared/multilingual/umsab"
 _RUSENTIMENT = "shared/multilingual/rusentiment"
 
+#: The heads whose signal only the own sets label: (task, its own set, the own sets whose harmless rows it learns from).
+_OWN_SIGNALS = (
+    ("threat", "threats", ("self_harm", "harassment")),
+    ("self_harm", "self_harm", ("threats", "harassment")),
+)
+
+
+def _own_signal_recipes(encoder: str, data: Callable[..., tuple[str, ...]]) -> tuple[Recipe, ...]:
+    """One encoder's threat and self-harm heads. Their dev file is OLID's validation split: what share of ordinary
+    and offensive tweets they flag."""
+    return tuple(
+        Recipe(encoder, task, "mean@3,6,9,12", data(own, *others), _OLID_VAL, c_grid=_SIGNAL_C, folds=_SIGNAL_FOLDS)
+        for task, own, others in _OWN_SIGNALS
+    )
+
+
 RECIPES = (
     Recipe("mpnet", "sentiment", "mean@3,6,9,12", _SST2_AND_TWEETS, "shared/sst2/dev.tsv"),
     Recipe("minilm", "sentiment", "mean@0,2,4,6", _SST2_AND_TWEETS, "shared/sst2/dev.tsv"),
@@ -138,23 +155,8 @@ RECIPES = (
         "mpnet", "hate", "mean@3,6,9,12", ("shared/moderation/hate_train.tsv",), _HATE_VAL, c_grid=_SIGNAL_C,
         folds=_SIGNAL_FOLDS,
     ),
-    # Their dev file is OLID's validation split: what share of ordinary and offensive tweets they flag.
-    Recipe(
-        "mpnet", "threat", "mean@3,6,9,12", _own_signal("threats", "self_harm", "harassment"), _OLID_VAL,
-        c_grid=_SIGNAL_C, folds=_SIGNAL_FOLDS,
-    ),
-    Recipe(
-        "mpnet", "self_harm", "mean@3,6,9,12", _own_signal("self_harm", "threats", "harassment"), _OLID_VAL,
-        c_grid=_SIGNAL_C, folds=_SIGNAL_FOLDS,
-    ),
-    Recipe(
-        "e5", "threat", "mean@3,6,9,12", _multilingual_own_signal("threats", "self_harm", "harassment"), _OLID_VAL,
-        c_grid=_SIGNAL_C, folds=_SIGNAL_FOLDS,
-    ),
-    Recipe(
-        "e5", "self_harm", "mean@3,6,9,12", _multilingual_own_signal("self_harm", "threats", "harassment"), _OLID_VAL,
-        c_grid=_SIGNAL_C, folds=_SIGNAL_FOLDS,
-    ),
+    *_own_signal_recipes("mpnet", _own_signal),
+    *_own_signal_recipes("e5", _multilingual_own_signal),
     Recipe(
         "e5", "hate", "mean@3,6,9,12", ("shared/moderation/hate_train.tsv",), _HATE_VAL, c_grid=_SIGNAL_C,
         folds=_SIGNAL_FOLDS,
