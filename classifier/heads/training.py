@@ -281,10 +281,13 @@ def _dev_report(head: LogisticHead, dev: FeatureSet) -> dict[str, Any]:
 
 
 
-#: The share of harmless texts a moderation head's flag threshold lets through, on its out-of-fold scores over every
-#: training set. A rate, not a precision: it does not move with how common harm is in the data, and it is what a
-#: moderator's queue pays for each head.
+#: The share of harmless texts a moderation head's flag threshold lets through, on its out-of-fold scores: over all its
+#: training sets, and within each of them large enough to measure it (:data:`MIN_HARMLESS_PER_SET`), so that a large
+#: easy set (game chat) cannot hide a harder kind of text (tweets) paying more. A rate, not a precision: it does not
+#: move with how common harm is in the data, and it is what a moderator's queue pays for each head.
 SIGNAL_FALSE_FLAG_RATE = 0.05
+#: The harmless rows a training set needs for its own false-flag rate to bind the threshold (5 % of 100 is 5 texts).
+MIN_HARMLESS_PER_SET = 100
 #: The lowest flag threshold a moderation head may get (below it a card would be more often wrong than right).
 MIN_SIGNAL_THRESHOLD = 0.5
 
@@ -319,13 +322,20 @@ def _signal_figures(labels: np.ndarray, p_signal: np.ndarray, threshold: float |
 
 
 def signal_threshold(
-    labels: np.ndarray, p_signal: np.ndarray, false_flag_rate: float = SIGNAL_FALSE_FLAG_RATE
+    labels: np.ndarray,
+    p_signal: np.ndarray,
+    false_flag_rate: float = SIGNAL_FALSE_FLAG_RATE,
+    membership: np.ndarray | None = None,
 ) -> float:
     """The lowest threshold (at least :data:`MIN_SIGNAL_THRESHOLD`, on a 0.01 grid) that flags at most
-    ``false_flag_rate`` of the harmless (label 0) texts; 0.99 when none does."""
-    harmless = p_signal[labels == 0]
+    ``false_flag_rate`` of the harmless (label 0) texts, and of those of each set in ``membership`` (a set index per
+    row) with at least :data:`MIN_HARMLESS_PER_SET` of them; 0.99 when none does."""
+    harmless = [p_signal[labels == 0]]
+    if membership is not None:
+        per_set = (p_signal[(labels == 0) & (membership == i)] for i in np.unique(membership))
+        harmless += [scores for scores in per_set if len(scores) >= MIN_HARMLESS_PER_SET]
     for threshold in np.round(np.arange(MIN_SIGNAL_THRESHOLD, 1.0, 0.01), 2):
-        if not len(harmless) or np.mean(harmless >= threshold) <= false_flag_rate:
+        if all(not len(h) or np.mean(h >= threshold) <= false_flag_rate for h in harmless):
             return float(threshold)
     return 0.99
 
@@ -352,7 +362,7 @@ def train_signal_head(
 
     c, score, by_c, temperature, scaler, w, b, held_out = _select_and_fit(rows, options, cv_score, "mean macro-F1")
     calibrated = softmax(held_out / temperature, axis=1)[:, 1]
-    threshold = signal_threshold(rows.labels, calibrated)
+    threshold = signal_threshold(rows.labels, calibrated, membership=rows.membership)
     report: dict[str, Any] = {
         "task": task.name,
         "C": c,

@@ -58,6 +58,17 @@ def test_the_threshold_is_the_lowest_that_spares_enough_harmless_texts() -> None
     assert SIGNAL_FALSE_FLAG_RATE == 0.05
 
 
+def test_a_large_set_cannot_hide_a_harder_one_behind_the_pooled_rate() -> None:
+    easy = np.full(900, 0.1)  # harmless game chat, never near the threshold
+    hard = np.r_[np.full(90, 0.2), np.full(10, 0.75)]  # harmless tweets: 10 % of them at 0.75
+    labels, p = np.zeros(1000, int), np.r_[easy, hard]
+    membership = np.r_[np.zeros(900, int), np.ones(100, int)]
+    assert signal_threshold(labels, p) == 0.5  # pooled, 1 % of the harmless texts score 0.75
+    assert signal_threshold(labels, p, membership=membership) == 0.76  # the tweets' own 10 % binds
+    small = np.r_[np.zeros(900, int), np.ones(100, int) + (np.arange(100) >= 10)]  # sets of 10 and 90: too few
+    assert signal_threshold(labels, p, membership=small) == 0.5
+
+
 def test_a_moderation_set_must_be_zero_or_one(tiny_encoder) -> None:
     bad = FeatureSet("bad", np.zeros((4, 16)), np.array([0, 1, 2, 1]))
     with pytest.raises(ValueError, match="0 \\(other\\) or 1 \\(offensive\\)"):
