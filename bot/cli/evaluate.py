@@ -145,7 +145,8 @@ def evaluation_table(result: dict, report: Report) -> str:
     if report.three_way:
         lines += [f"macro recall {report.macro_recall:.4f}",
                   f"accuracy    {_maybe(report.binary_accuracy)} negative vs positive (neutral rows left out)"]
-    lines += [f"ECE         {report.ece:.4f}", "class       precision  recall  f1      support"]
+    floor = f"(noise floor {report.ece_noise_floor:.4f}: what a perfectly calibrated model reads on as many rows)"
+    lines += [f"ECE         {report.ece:.4f} {floor}", "class       precision  recall  f1      support"]
     for name, row in report.per_class.items():
         lines.append(f"{name:<11} {row['precision']:.4f}     {row['recall']:.4f}  {row['f1']:.4f}  {row['support']}")
     lines.append("confusion   true\\pred  " + "".join(f"{name:<10}" for name in report.classes))

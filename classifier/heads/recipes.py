@@ -75,12 +75,21 @@ _ENGLISH_OFFENSIVE = ("shared/moderation/offensive_train.tsv", "shared/moderatio
 _OTHER_OFFENSIVE = tuple(
     f"shared/moderation/offenseval2020_{language}_train.tsv" for language in ("arabic", "danish", "greek")
 ) + ("shared/moderation/germeval2018_train.tsv",)
+#: The multilingual offensive head's public sets. No CONDA: English game chat goes to mpnet on the default paths.
+_MULTILINGUAL_OFFENSIVE = _ENGLISH_OFFENSIVE[:1] + _OTHER_OFFENSIVE
 _OWN_NAMES = ("threats", "self_harm", "harassment", "benign_negative", "profane_benign")
 _OWN_MODERATION = tuple(f"own/moderation/{name}.tsv:3" for name in _OWN_NAMES)
+
+
+def _harmless_rows(files: tuple[str, ...]) -> tuple[str, ...]:
+    """The files as data that keeps only their rows labelled 0 (the ``:negatives`` suffix)."""
+    return tuple(f"{spec}:negatives" for spec in files)
+
+
 #: Threat and self-harm heads: no public set here labels either, so their positives are the own sets'; what they are
 #: not comes from the other own sets' rows (harmless ones only: ``negatives``), the benign negatives, and inoffensive
 #: tweets and game chat (OLID's and CONDA's rows labelled 0) as what ordinary text looks like.
-_ORDINARY = ("shared/moderation/offensive_train.tsv:negatives", "shared/moderation/conda_train.tsv:negatives")
+_ORDINARY = _harmless_rows(_ENGLISH_OFFENSIVE)
 _HARMLESS_OWN = tuple(f"own/moderation/{name}.tsv:3" for name in ("benign_negative", "profane_benign"))
 
 
@@ -99,8 +108,7 @@ _TRANSLATED = ("threats", "self_harm")
 def _multilingual_own_signal(name: str, *others: str) -> tuple[str, ...]:
     """:func:`_own_signal` for the multilingual path: the English own set and its translations into the UMSAB and
     OffensEval languages as the signal, and inoffensive tweets in those languages as ordinary text."""
-    ordinary = tuple(f"{spec.partition(':')[0]}:negatives" for spec in ("shared/moderation/offensive_train.tsv",)
-                     + _OTHER_OFFENSIVE)
+    ordinary = _harmless_rows(_MULTILINGUAL_OFFENSIVE)
     translated = tuple(f"own/moderation/{o}_multilingual.tsv:3:negatives" for o in others if o in _TRANSLATED)
     return (f"own/moderation/{name}_multilingual.tsv:3",) + translated + _own_signal(name, *others, ordinary=ordinary)
 
@@ -146,9 +154,8 @@ RECIPES = (
         "mpnet", "offensive", "mean@3,6,9,12", _ENGLISH_OFFENSIVE + _OWN_MODERATION, _OLID_VAL, c_grid=_SIGNAL_C,
         folds=_SIGNAL_FOLDS,
     ),
-    # No CONDA: English game chat goes to mpnet on the default paths; the other languages are what this head is for.
     Recipe(
-        "e5", "offensive", "mean@3,6,9,12", _ENGLISH_OFFENSIVE[:1] + _OTHER_OFFENSIVE + _OWN_MODERATION, _OLID_VAL,
+        "e5", "offensive", "mean@3,6,9,12", _MULTILINGUAL_OFFENSIVE + _OWN_MODERATION, _OLID_VAL,
         c_grid=_SIGNAL_C, folds=_SIGNAL_FOLDS,
     ),
     Recipe(

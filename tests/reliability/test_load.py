@@ -22,8 +22,9 @@ def test_reduced_load(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> Non
 
     300 distinct texts: after the first of each, the model answers from its cache, so the burst loads the store and
     the event loop, the part that used to fail (every handler waiting for the pool until it timed out). Then 300
-    edits: unchanged ones are not checked again, those into another message's text come from the cache, those into
-    a new negative text are read by the model, flagged once and their reaction follows.
+    edits: the unchanged ones (discord.py's message cache no longer holds them) and those into another message's text
+    are answered by the embedding cache, those into a new negative text are read by the model, flagged once, and
+    their reaction follows.
     """
     result = run_load(
         tmp_path, messages=6000, channels=10, burst=6000, distinct_texts=300, max_rss_mb=1500,

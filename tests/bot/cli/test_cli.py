@@ -202,7 +202,7 @@ def test_evaluate_dev_set_twice_second_run_from_cache(tmp_path: Path) -> None:
 def test_evaluate_plain_table_and_plot(moodbot_main, tiny_data_dir: Path, tmp_path: Path) -> None:
     result = moodbot_main(["evaluate", "--data", str(tiny_data_dir / "dev.tsv"), "--plot", str(tmp_path / "x.png")])
     assert result.code == 0
-    for heading in ("accuracy", "ECE", "precision", "confusion", "cache hits 0/11", "plot"):
+    for heading in ("accuracy", "ECE", "noise floor", "precision", "confusion", "cache hits 0/11", "plot"):
         assert heading in result.out
     assert (tmp_path / "x.png").read_bytes()[:4] == b"\x89PNG"
 

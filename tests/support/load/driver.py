@@ -136,9 +136,10 @@ def run_load(
         except (TimeoutError, BotFailedError) as error:
             result.failures.append(str(error))
             report = server.report()
+        edited: set[int] = set()
         to_negative: set[int] = set()
         if edits and not result.failures:
-            to_negative = _edit_phase(server, bot, plan, sent_ids, eligible, negative_ids, edits, result, log)
+            edited, to_negative = _edit_phase(server, bot, plan, sent_ids, eligible, negative_ids, edits, result, log)
         negative_ids |= to_negative
         time.sleep(1.0)  # let any duplicate show up
         report = server.report()
@@ -147,7 +148,6 @@ def run_load(
         # classification: exactly once per eligible message, never for the opted-out member
         reactions = report["reactions"]
         counts = Counter({m: len(reactions.get(str(m), [])) for m in sent_ids})
-        edited = set(result.figures.get("edited_ids", ()))
         result.check(
             all(counts[m] == 1 for m in eligible - edited) and all(counts[m] >= 1 for m in edited),
             f"classified != once: {sum(counts[m] == 0 for m in eligible)} missing, "
@@ -236,7 +236,6 @@ def run_load(
     finally:
         bot.kill()
         server.close()
-    result.figures.pop("edited_ids", None)
     result.figures["log"] = str(bot.log_path)
     return result
 
@@ -251,12 +250,14 @@ def _edit_phase(
     edits: int,
     result: LoadResult,
     log: Any,
-) -> set[int]:
+) -> tuple[set[int], set[int]]:
     """Edit the last ``edits`` eligible positive messages (see :func:`run_load`) and wait until every one edited into a
-    negative text is flagged and has its new reaction; returns those."""
+    negative text is flagged and has its new reaction; returns the edited messages and those edited into negatives."""
     positive = [
         (mid, text) for mid, (_, _, text, neg) in zip(sent_ids, plan, strict=True) if mid in eligible and not neg
     ]
+    if 2 * edits > len(positive):
+        raise ValueError(f"{edits} edits need {2 * edits} positive messages (half edited, half lending their text)")
     chosen = positive[-edits:]
     seen_texts = [text for _, text in positive[: len(positive) - edits]]
     batch, to_negative = [], set()
@@ -271,7 +272,7 @@ def _edit_phase(
             to_negative.add(mid)
     t0 = time.monotonic()
     done = server.edit_many(batch)
-    result.figures.update(edits_sent=done, edited_ids=[mid for mid, _ in chosen])
+    result.figures["edits_sent"] = done
     log(f"edited {done} messages in {time.monotonic() - t0:.1f} s; waiting for {len(to_negative)} new flags")
 
     def followed() -> bool | None:
@@ -286,7 +287,7 @@ def _edit_phase(
     except (TimeoutError, BotFailedError) as error:
         result.failures.append(str(error))
     result.figures["edits_followed_s"] = round(time.monotonic() - t0, 2)
-    return to_negative
+    return {mid for mid, _ in chosen}, to_negative
 
 
 def _edit_figures(totals: dict[str, int], new_texts: int, result: LoadResult) -> None:
