@@ -12,10 +12,13 @@ from bot.client import MoodBot
 from bot.store import GuildConfig
 from bot.store.channel_kind import ChannelKind
 from classifier.flag_policy import FLAG_THRESHOLD_RANGE, HARMFUL, NEGATIVE, SIGNALS
+from classifier.heads.tasks import TASKS
 from classifier.language import AUTO, ENGLISH, MULTILINGUAL, parse_language_pin
 
 LOW, HIGH = FLAG_THRESHOLD_RANGE
 SIGNAL_NAMES = {HARMFUL: "harmful (any moderation head)", NEGATIVE: "strongly negative"}
+#: The moderation signals "harmful" stands for, as the flag command's choice names them.
+_MODERATION_SIGNALS = ", ".join(task.title.lower() for task in TASKS.values() if task.moderation)
 
 log = logging.getLogger(__name__)
 
@@ -95,7 +98,7 @@ class Config(commands.GroupCog, group_name="moodbot", group_description="moodbot
     @config.command(name="flag", description="Which signals flag a message: harmful, strongly negative, or both")
     @app_commands.choices(signals=[
         app_commands.Choice(name="harmful or strongly negative (default)", value=f"{HARMFUL},{NEGATIVE}"),
-        app_commands.Choice(name="harmful only (offensive, hate, threats, self-harm)", value=HARMFUL),
+        app_commands.Choice(name=f"harmful only ({_MODERATION_SIGNALS})", value=HARMFUL),
         app_commands.Choice(name="strongly negative only", value=NEGATIVE),
     ])
     async def flag(self, interaction: discord.Interaction, signals: str) -> None:

@@ -86,9 +86,9 @@ def _harmless_rows(files: tuple[str, ...]) -> tuple[str, ...]:
     return tuple(f"{spec}:negatives" for spec in files)
 
 
-#: Threat and self-harm heads: no public set here labels either, so their positives are the own sets'; what they are
-#: not comes from the other own sets' rows (harmless ones only: ``negatives``), the benign negatives, and inoffensive
-#: tweets and game chat (OLID's and CONDA's rows labelled 0) as what ordinary text looks like.
+#: Threat, self-harm and sexual-content heads: no public set here labels any of them, so their positives are the own
+#: sets'; what they are not comes from the other own sets' rows (harmless ones only: ``negatives``), the benign
+#: negatives, and inoffensive tweets and game chat (OLID's and CONDA's rows labelled 0) as ordinary text.
 _ORDINARY = _harmless_rows(_ENGLISH_OFFENSIVE)
 _HARMLESS_OWN = tuple(f"own/moderation/{name}.tsv:3" for name in ("benign_negative", "profane_benign"))
 
@@ -102,7 +102,7 @@ def _own_signal(name: str, *others: str, ordinary: tuple[str, ...] = _ORDINARY) 
 
 
 #: The own sets with a ``<name>_multilingual.tsv`` beside them: their messages written in the other languages.
-_TRANSLATED = ("threats", "self_harm")
+_TRANSLATED = ("threats", "self_harm", "sexual")
 
 
 def _multilingual_own_signal(name: str, *others: str) -> tuple[str, ...]:
@@ -126,12 +126,13 @@ _RUSENTIMENT = "shared/multilingual/rusentiment"
 _OWN_SIGNALS = (
     ("threat", "threats", ("self_harm", "harassment")),
     ("self_harm", "self_harm", ("threats", "harassment")),
+    ("sexual", "sexual", ("threats", "self_harm", "harassment")),
 )
 
 
 def _own_signal_recipes(encoder: str, data: Callable[..., tuple[str, ...]]) -> tuple[Recipe, ...]:
-    """One encoder's threat and self-harm heads. Their dev file is OLID's validation split: what share of ordinary
-    and offensive tweets they flag."""
+    """One encoder's threat, self-harm and sexual-content heads. Their dev file is OLID's validation split: what share
+    of ordinary and offensive tweets they flag."""
     return tuple(
         Recipe(encoder, task, "mean@3,6,9,12", data(own, *others), _OLID_VAL, c_grid=_SIGNAL_C, folds=_SIGNAL_FOLDS)
         for task, own, others in _OWN_SIGNALS

@@ -49,8 +49,11 @@ HATE = _moderation("hate", "Hate")
 THREAT = _moderation("threat", "Threat")
 #: Encouraging someone to harm or kill themselves ("kys").
 SELF_HARM = _moderation("self_harm", "Self-harm")
+#: Sexual content: explicit text, soliciting images or sex, sextortion, grooming, porn spam (Perspective's
+#: SEXUALLY_EXPLICIT and more).
+SEXUAL = _moderation("sexual", "Sexual")
 
-TASKS = {task.name: task for task in (SENTIMENT, OFFENSIVE, HATE, THREAT, SELF_HARM)}
+TASKS = {task.name: task for task in (SENTIMENT, OFFENSIVE, HATE, THREAT, SELF_HARM, SEXUAL)}
 
 
 def task_named(name: str) -> Task:

@@ -71,7 +71,7 @@ def test_english_chat_keeps_its_figures(router: Router) -> None:
     ("suffix", "measured"),
     [("", "default 29 of 35, harmful 28 of 35, benign 0 of 35"),
      # Written before the own moderation sets last grew and never used for a choice: the unbiased check.
-     ("_fresh", "default 18 of 20, harmful 17 of 20, benign 0 of 20")],
+     ("_fresh", "default 19 of 20, harmful 18 of 20, benign 0 of 20")],
 )
 def test_moderation_flags_harm_and_spares_benign_complaints(router: Router, suffix: str, measured: str) -> None:
     _, harmful = classified(router, f"harmful_chat{suffix}", three_way=False)
@@ -86,3 +86,16 @@ def test_moderation_flags_harm_and_spares_benign_complaints(router: Router, suff
     harmful_only, benign_only, _ = figures["harmful"]
     assert harmful_default >= 0.75 * len(harmful) and neutral_default <= len(neutral) / 40
     assert harmful_only >= 0.7 * len(harmful) and benign_only <= 0.1 * len(benign)
+
+
+def test_sexual_content_is_flagged_and_its_vocabulary_alone_is_not(router: Router) -> None:
+    """Written before any sexual training line and never used for a choice: solicitation, sextortion, grooming,
+    explicit text and porn spam against sex education, relationships and the same words in other senses."""
+    labels, predictions = classified(router, "sexual_chat_fresh", three_way=False)
+    sexual = [p for label, p in zip(labels, predictions, strict=True) if label == 1]
+    harmless = [p for label, p in zip(labels, predictions, strict=True) if label == 0]
+    by_own_head = sum(any(r.head == "sexual" for r in flag_reasons(p, HARMFUL_ONLY)) for p in sexual)
+    print(f"\nsexual chat under harmful: {flagged(sexual, HARMFUL_ONLY)}/{len(sexual)} flagged ({by_own_head} by the "
+          f"sexual head), harmless {flagged(harmless, HARMFUL_ONLY)}/{len(harmless)}; measured 18, 17 and 0 of 20")
+    assert flagged(sexual, HARMFUL_ONLY) >= 0.8 * len(sexual) and by_own_head >= 0.7 * len(sexual)
+    assert flagged(harmless, HARMFUL_ONLY) <= 0.1 * len(harmless)

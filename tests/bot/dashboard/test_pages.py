@@ -175,7 +175,7 @@ async def test_queue_filters_by_reason_and_shows_why(
             return seen
 
         seen = await chromium.run(steps)
-    assert seen["options"] == ["any", "Negative", "Offensive", "Hate", "Threat", "Self-harm"]
+    assert seen["options"] == ["any", "Negative", "Offensive", "Hate", "Threat", "Self-harm", "Sexual"]
     assert seen["all"] == [  # newest first; the strongest reason first in each row, the excerpt as typed
         ['sad <b>"day"</b>', "Negative 0.90"], ["i will find you", "Threat 0.91 · Offensive 0.88"],
         ["idiots all", "Offensive 0.97 · Negative 0.93"], ["you idiot", "Offensive 0.97 · Negative 0.93"],
