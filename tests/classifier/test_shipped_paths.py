@@ -38,6 +38,11 @@ def classified(router: Router, name: str, three_way: bool = True) -> tuple[list[
     return data.labels.tolist(), router.classify([prepare_text(text) for text in data.texts])
 
 
+def labelled(labels: list[int], predictions: list[Prediction], label: int) -> list[Prediction]:
+    """The predictions of the texts labelled ``label``."""
+    return [p for text_label, p in zip(labels, predictions, strict=True) if text_label == label]
+
+
 def flagged(predictions: list[Prediction], flag_on: frozenset[str]) -> int:
     return sum(bool(flag_reasons(p, flag_on)) for p in predictions)
 
@@ -47,8 +52,8 @@ def test_the_default_paths_read_every_language(router: Router) -> None:
     languages = Path(CHAT_SETS / "multilingual_chat.languages").read_text().split()
     right = sum(CLASSES[label] == p.label for label, p in zip(labels, predictions, strict=True))
     paths = Counter(p.path for p in predictions)
-    neutral = [p for label, p in zip(labels, predictions, strict=True) if label == NEUTRAL]
-    negative = [p for label, p in zip(labels, predictions, strict=True) if label == 0]
+    neutral = labelled(labels, predictions, NEUTRAL)
+    negative = labelled(labels, predictions, 0)
     print(f"\nmultilingual chat ({len(set(languages))} languages): {right}/{len(labels)} labels right, "
           f"paths {dict(paths)}, neutral flagged {flagged(neutral, DEFAULT)}/{len(neutral)}, negative flagged "
           f"{flagged(negative, DEFAULT)}/{len(negative)}")
@@ -92,8 +97,8 @@ def test_sexual_content_is_flagged_and_its_vocabulary_alone_is_not(router: Route
     """Written before any sexual training line and never used for a choice: solicitation, sextortion, grooming,
     explicit text and porn spam against sex education, relationships and the same words in other senses."""
     labels, predictions = classified(router, "sexual_chat_fresh", three_way=False)
-    sexual = [p for label, p in zip(labels, predictions, strict=True) if label == 1]
-    harmless = [p for label, p in zip(labels, predictions, strict=True) if label == 0]
+    sexual = labelled(labels, predictions, 1)
+    harmless = labelled(labels, predictions, 0)
     by_own_head = sum(any(r.head == "sexual" for r in flag_reasons(p, HARMFUL_ONLY)) for p in sexual)
     print(f"\nsexual chat under harmful: {flagged(sexual, HARMFUL_ONLY)}/{len(sexual)} flagged ({by_own_head} by the "
           f"sexual head), harmless {flagged(harmless, HARMFUL_ONLY)}/{len(harmless)}; measured 18, 17 and 0 of 20")
